@@ -1,0 +1,68 @@
+"""Defaults for a run, in one frozen dataclass.
+
+Override a field with ``dataclasses.replace(nst.Config(), steps=50)`` or with keywords to
+:func:`nst_lib.transfer`.  Everything a result depends on is a field here, so a
+:class:`Config` is also the key of a result cache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # paper, Fig. 2
+CONTENT_LAYERS = ("conv4_2",)  # paper, Fig. 2
+
+
+def quick_mode() -> bool:
+    """True when ``NST_QUICK`` is set to a non-empty value other than ``0``.
+
+    The test configuration sets it so that the notebooks run with small images and few
+    steps; the code path is the same, only the numbers change.
+    """
+    return os.environ.get("NST_QUICK", "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides the outcome of a run."""
+
+    # layers (paper names) and their weights
+    content_layers: tuple[str, ...] = CONTENT_LAYERS  # matched by eq. 1
+    style_layers: tuple[str, ...] = STYLE_LAYERS  # matched by eq. 4-5
+    style_weights: tuple[float, ...] | None = None  # w_l of eq. 5; None = 1/len(style_layers)
+    # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters.
+    alpha: float = 1.0
+    beta: float = 1e3
+    # images
+    size: int | None = 256  # longest side of the result in pixels; None = content's size
+    style_size: int | None = None  # longest side of the style image; None = same as size
+    # optimisation
+    optimizer: str = "lbfgs"  # "lbfgs" (paper) or "adam"
+    lr: float | None = None  # None = 1.0 for L-BFGS, 0.02 for Adam
+    steps: int = 300  # loss evaluations per scale
+    init: str = "content"  # "noise" (paper), "content" or "style"
+    seed: int = 0
+    scales: int = 1  # coarse-to-fine levels; each halves the size of the one above
+    tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
+    time_limit: float | None = None  # seconds, for the whole run
+    # network
+    weights: str = "caffe"  # "caffe", "torchvision", "random" or a path to a state dict
+    pooling: str = "avg"  # "avg" (paper) or "max" (VGG as trained)
+    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+
+    @property
+    def ratio(self) -> float:
+        """alpha/beta, the paper's knob (Fig. 2 and 3 use 1e-3 and 1e-4)."""
+        return self.alpha / self.beta
+
+    def layer_weights(self) -> dict[str, float]:
+        """The style layers and their weights w_l as a mapping (eq. 5)."""
+        if self.style_weights is None:
+            return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
+        if len(self.style_weights) != len(self.style_layers):
+            raise ValueError(
+                f"style_weights has {len(self.style_weights)} entries but style_layers has "
+                f"{len(self.style_layers)}; give one weight per style layer."
+            )
+        return dict(zip(self.style_layers, self.style_weights))

@@ -1,0 +1,63 @@
+"""The paper's losses as pure functions of tensors (Gatys et al. 2016, eq. 1-7).
+
+Notation of the paper: a layer l has N_l filters, each a feature map of M_l = H * W values;
+F^l is the (N_l, M_l) matrix of the generated image's responses, P^l the content image's,
+A^l the style image's Gram matrix. All functions take feature maps shaped (1, N, H, W).
+
+The definitions are exactly the paper's (sums, not means). Their absolute scale depends on
+the image size and on the weights' input range (Caffe's 0-255 features are ~255x larger
+than torchvision's), which is why only alpha/beta is meaningful, and only for one network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: L_content = 1/2 * sum_ij (F_ij - P_ij)^2.
+
+    Its gradient (eq. 2) is F - P where F > 0 (through the ReLU, 0 elsewhere).
+    """
+    return 0.5 * (features - target).pow(2).sum()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: G_ij = sum_k F_ik F_jk, the (N, N) inner products between feature maps.
+
+    ``features``: (1, N, H, W) or (N, H, W). Not normalised: eq. 4 divides by N^2 M^2.
+    """
+    f = features.reshape(features.shape[-3], -1)  # (N, M)
+    return f @ f.t()  # (N, N)
+
+
+def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: E_l = 1 / (4 N^2 M^2) * sum_ij (G_ij - A_ij)^2.
+
+    ``target_gram`` is the style image's Gram matrix A. The style image may have another
+    size than the generated image: G and A are both (N, N). The gradient (eq. 6) is
+    1 / (N^2 M^2) * (F^T (G - A))^T where F > 0.
+    """
+    n = features.shape[-3]
+    m = features.shape[-2] * features.shape[-1]
+    return (gram_matrix(features) - target_gram).pow(2).sum() / (4 * n**2 * m**2)
+
+
+def style_loss(
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    weights: Mapping[str, float],
+) -> torch.Tensor:
+    """Eq. 5: L_style = sum_l w_l E_l over the layers named in ``weights``."""
+    return sum(w * style_layer_loss(features[name], target_grams[name])
+               for name, w in weights.items())
+
+
+def total_loss(
+    content: torch.Tensor, style: torch.Tensor, *, alpha: float, beta: float
+) -> torch.Tensor:
+    """Eq. 7: L_total = alpha * L_content + beta * L_style."""
+    return alpha * content + beta * style
+

