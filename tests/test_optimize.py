@@ -1,0 +1,137 @@
+import threading
+
+import pytest
+import torch
+
+import nst_lib as nst
+
+FAST = dict(size=None, steps=8, device="cpu", weights="random")
+
+
+def test_a_few_lbfgs_steps_lower_the_loss(random_model, tiny):
+    content, style = tiny
+    result = nst.transfer(content, style, model=random_model, progress=False,
+                          **{**FAST, "init": "noise"})
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 8 and losses[-1] < 0.5 * losses[0]
+    assert result.image.shape == content.shape and result.stop_reason == "steps"
+    assert set(result.history[0]["layers"]) == {"conv4_2", *nst.STYLE_LAYERS}
+
+
+def test_adam_lowers_the_loss_too(random_model, tiny):
+    content, style = tiny
+    result = nst.transfer(content, style, model=random_model, progress=False,
+                          **{**FAST, "optimizer": "adam", "init": "noise", "steps": 20})
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_content_and_style_reconstruction_use_one_term_each(random_model, tiny):
+    content, style = tiny
+    r = nst.reconstruct_content(content, "conv2_2", model=random_model, progress=False, **FAST)
+    assert set(r.history[0]["layers"]) == {"conv2_2"} and r.history[0]["style"] == 0
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
+    r = nst.reconstruct_style(style, ["conv1_1", "conv2_1"], model=random_model, progress=False,
+                              **FAST)
+    assert set(r.history[0]["layers"]) == {"conv1_1", "conv2_1"} and r.image.shape == style.shape
+
+
+def test_same_seed_same_result(random_model, tiny):
+    content, style = tiny
+    kw = dict(model=random_model, progress=False, **{**FAST, "init": "noise"})
+    a = nst.transfer(content, style, seed=3, **kw).image
+    b = nst.transfer(content, style, seed=3, **kw).image
+    c = nst.transfer(content, style, seed=4, **kw).image
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_targets_are_computed_once_per_run(random_model, tiny):
+    content, style = tiny
+    calls = []
+    hook = random_model.register_forward_pre_hook(lambda m, args: calls.append(1))
+    try:
+        result = nst.transfer(content, style, model=random_model, progress=False, **FAST)
+    finally:
+        hook.remove()
+    assert len(calls) == len(result.history) + 2  # content + style targets, then one per step
+
+
+def test_callback_gets_every_step_and_the_image_every_k(random_model, tiny):
+    content, style = tiny
+    steps = []
+    nst.transfer(content, style, model=random_model, progress=False, callback=steps.append,
+                 image_every=3, **FAST)
+    assert [s.step for s in steps] == list(range(1, 9))
+    assert [s.step for s in steps if s.image is not None] == [3, 6]
+
+
+def test_interrupt_returns_the_image_so_far_with_its_history(random_model, tiny):
+    content, style = tiny
+
+    def ctrl_c(step):
+        if step.step == 4:
+            raise KeyboardInterrupt
+
+    r = nst.transfer(content, style, model=random_model, progress=False, callback=ctrl_c,
+                     **{**FAST, "init": "noise"})
+    assert r.stop_reason == "interrupted" and r.interrupted and len(r.history) == 4
+    assert r.image.shape == content.shape and r.image.std() > 0.01  # not a blank image
+
+
+def test_stop_event_ends_the_run(random_model, tiny):
+    content, style = tiny
+    stop = threading.Event()
+    r = nst.transfer(content, style, model=random_model, progress=False, stop=stop,
+                     callback=lambda s: s.step == 2 and stop.set(), **FAST)
+    assert r.stop_reason == "stopped" and len(r.history) == 2
+
+
+def test_time_limit_and_convergence_stop_early(random_model, tiny):
+    content, style = tiny
+    r = nst.transfer(content, style, model=random_model, progress=False,
+                     **{**FAST, "steps": 1000, "time_limit": 0.0})
+    assert r.stop_reason == "time" and len(r.history) == 1
+    r = nst.transfer(content, style, model=random_model, progress=False,
+                     **{**FAST, "steps": 1000, "tol": 1.0})
+    assert r.stop_reason == "converged" and len(r.history) == 21
+
+
+def test_divergence_keeps_the_last_finite_image(random_model, tiny):
+    content, style = tiny
+    with pytest.warns(UserWarning, match="stopped and kept the last finite image"):
+        r = nst.transfer(content, style, model=random_model, progress=False,
+                         **{**FAST, "optimizer": "adam", "lr": 1e30, "steps": 50})
+    assert r.stop_reason == "diverged"
+    assert torch.isfinite(r.image).all() and r.image.std() > 0.01
+
+
+def test_coarse_to_fine_ends_at_full_size(random_model, tiny):
+    content, style = tiny
+    r = nst.transfer(content, style, model=random_model, progress=False,
+                     **{**FAST, "scales": 2, "steps": 4})
+    assert [h["scale"] for h in r.history] == [0] * 4 + [1] * 4
+    assert r.image.shape == content.shape
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(steps=0), "steps"), (dict(size=-5), "size"), (dict(alpha=float("inf")), "alpha"),
+    (dict(alpha=0, beta=0), "both be 0"), (dict(style_weights=(1, -1, 1, 1, 1)), "positive"),
+    (dict(style_weights=(1.0,)), "one weight per style layer"), (dict(optimizer="sgd"), "optimizer"),
+    (dict(content_layers=("relu4_2",)), "valid names"), (dict(init="zeros"), "init"),
+])
+def test_bad_settings_are_clear_errors(random_model, tiny, bad, message):
+    with pytest.raises(ValueError, match=message):
+        nst.transfer(*tiny, model=random_model, progress=False, **{**FAST, **bad})
+
+
+@pytest.mark.slow
+def test_real_transfer_moves_the_image_towards_the_style(caffe_model):
+    content = nst.load_image(nst.example("chelsea.png"), 96)
+    style = nst.load_image(nst.example("starry_night.jpg"), 96)
+    r = nst.transfer(content, style, model=caffe_model, progress=False, steps=40, size=None,
+                     beta=1e2)
+    targets = nst.Targets(caffe_model, nst.Config(), content, style)
+    _, c0, s0, _ = targets.losses(caffe_model, content, 1.0, 1.0)
+    _, c1, s1, _ = targets.losses(caffe_model, r.image, 1.0, 1.0)
+    assert s1 < 0.2 * s0  # much closer to the painting's Gram matrices than the photo was
+    other = nst.resize(style, tuple(content.shape[-2:]))  # a picture with other content
+    assert c1 < 0.75 * targets.losses(caffe_model, other, 1.0, 1.0)[1]  # 0.62 seen

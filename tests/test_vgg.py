@@ -1,0 +1,89 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import nst_lib as nst
+from nst_lib.vgg import PREPROCESSING
+
+
+def test_layer_table_has_the_papers_names():
+    assert len(nst.CONV_LAYERS) == 16
+    assert nst.CONV_LAYERS[0] == "conv1_1" and nst.CONV_LAYERS[-1] == "conv5_4"
+    assert [n for n in nst.LAYERS if n.startswith("pool")] == [f"pool{i}" for i in range(1, 6)]
+    assert nst.LAYERS["conv1_1"] == 1  # the ReLU after features[0]: the rectified response
+    assert nst.LAYERS["conv4_2"] == 22 and nst.LAYERS["pool5"] == 36
+
+
+def test_unknown_layer_names_are_reported_with_the_valid_ones():
+    with pytest.raises(ValueError, match="conv6_1.*valid names are conv1_1"):
+        nst.check_layers(["conv1_1", "conv6_1"])
+
+
+def test_no_in_place_relu_can_overwrite_stored_features(random_model):
+    assert not any(getattr(m, "inplace", False) for m in random_model.modules())
+
+
+def test_values_are_rectified_responses_and_survive_later_layers(random_model):
+    x = torch.rand(1, 3, 32, 32)
+    out = random_model(x, ["conv1_1", "conv1_2", "pool1", "conv5_1"])
+    conv1, conv2 = random_model.features[0], random_model.features[2]
+    expected = F.relu(conv1(random_model.preprocessing(x)))
+    assert torch.equal(out["conv1_1"], expected)  # unchanged by the layers computed after it
+    assert torch.equal(out["conv1_2"], F.relu(conv2(expected)))
+    assert torch.equal(out["pool1"], F.avg_pool2d(out["conv1_2"], 2))
+    assert out["conv1_1"].min() >= 0
+
+
+def test_an_in_place_relu_would_be_caught():
+    """The guard above is meaningful: torchvision's own features do have in-place ReLUs."""
+    import torchvision
+
+    assert any(getattr(m, "inplace", False) for m in torchvision.models.vgg19().features)
+
+
+def test_forward_stops_at_the_deepest_requested_layer(random_model):
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append(m)) for m in random_model.features]
+    try:
+        random_model(torch.rand(1, 3, 32, 32), ["conv2_1"])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(calls) == nst.LAYERS["conv2_1"] + 1
+
+
+def test_max_pooling_option(random_model):
+    import torchvision
+
+    model = nst.VGG19(torchvision.models.vgg19().features, random_model.preprocessing, "max")
+    assert isinstance(model.features[4], nn.MaxPool2d)
+    assert isinstance(random_model.features[4], nn.AvgPool2d)
+    with pytest.raises(ValueError, match="pooling"):
+        nst.VGG19(random_model.features, random_model.preprocessing, "median")
+
+
+def test_preprocessing_travels_with_the_weights():
+    mean_rgb = torch.tensor([123.68, 116.779, 103.939]).view(1, 3, 1, 1) / 255
+    assert torch.allclose(PREPROCESSING["caffe"](mean_rgb), torch.zeros(1, 3, 1, 1), atol=1e-4)
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    assert PREPROCESSING["caffe"](red)[0, 2, 0, 0] > 100  # red is the last channel in BGR
+    tv = PREPROCESSING["torchvision"](torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+    assert torch.allclose(tv, torch.zeros(1, 3, 1, 1), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_caffe_weights_are_the_trained_network(caffe_model):
+    assert caffe_model.features[0].weight.shape == (64, 3, 3, 3)  # conv1_1
+    # a photo and its spatially shuffled pixels look alike to conv1_1 statistics but not to
+    # conv5_1: a trained network sees structure
+    photo = nst.load_image(nst.example("chelsea.png"), 128)
+    shuffled = photo.flatten(2)[..., torch.randperm(photo[0, 0].numel())].view_as(photo)
+    a, b = caffe_model(photo, ["conv5_1"])["conv5_1"], caffe_model(shuffled, ["conv5_1"])["conv5_1"]
+    assert (a - b).norm() / a.norm() > 0.8  # random weights give about 0.35
+
+
+def test_random_weights_warn_that_pictures_will_not_look_right():
+    nst.vgg19.cache_clear()
+    with pytest.warns(UserWarning, match="will not look like style transfer"):
+        nst.vgg19("random", device="cpu", seed=1)
