@@ -31,6 +31,7 @@ class Config:
     content_layers: tuple[str, ...] = CONTENT_LAYERS  # matched by eq. 1
     style_layers: tuple[str, ...] = STYLE_LAYERS  # matched by eq. 4-5
     style_weights: tuple[float, ...] | None = None  # w_l of eq. 5; None = 1/len(style_layers)
+    style_blend: tuple[float, ...] | None = None  # weights of several style images; None = equal
     # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters.
     alpha: float = 1.0
     beta: float = 1e3
@@ -40,10 +41,10 @@ class Config:
     # optimisation
     optimizer: str = "lbfgs"  # "lbfgs" (paper) or "adam"
     lr: float | None = None  # None = 1.0 for L-BFGS, 0.02 for Adam
-    steps: int = 300  # loss evaluations per scale
+    steps: int = 50  # loss evaluations per scale (150 in all with scales=3)
     init: str = "content"  # "noise" (paper), "content" or "style"
     seed: int = 0
-    scales: int = 1  # coarse-to-fine levels; each halves the size of the one above
+    scales: int = 3  # coarse-to-fine levels, each half the size of the next (not in the paper)
     tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
     time_limit: float | None = None  # seconds, for the whole run
     # network

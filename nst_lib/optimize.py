@@ -7,8 +7,11 @@ The loop reports every loss evaluation to a callback and draws nothing itself.
 Departures from the paper, each a :class:`~nst_lib.config.Config` field you can set back:
 - ``init="content"`` by default (the paper starts from white noise, ``init="noise"``): the
   paper's Fig. 6 shows the start changes little; starting from the photo converges faster.
-- ``scales`` (coarse-to-fine) and ``tol`` (stop when the loss stops improving) are speed
-  levers the paper does not use; both are off by default.
+- ``scales=3`` (coarse-to-fine: optimise at 1/4 and 1/2 size first, upsample, refine) is a
+  speed lever the paper does not use: the coarse scales cost 1/16 and 1/4 of a full-size
+  evaluation and lay out the large brush strokes, so few full-size evaluations are needed.
+  ``scales=1`` is the paper's single-scale optimisation.
+- ``tol`` (stop when the loss stops improving) is off by default.
 """
 
 from __future__ import annotations
@@ -72,21 +75,33 @@ class Result:
 
 
 class Targets:
-    """The fixed targets of one scale: content features P^l and style Gram matrices A^l."""
+    """The fixed targets of one scale: content features P^l and style Gram matrices A^l.
+
+    ``style`` is one image or a list of them; with several, A^l is their weighted sum with
+    weights ``config.style_blend`` (equal by default), and the result blends the styles.
+    A^l is kept per position (A / M_style) and rescaled to the generated image's M in
+    :meth:`losses`, so style and result may differ in size; when the sizes agree this is
+    exactly eq. 4 (the paper uses equal sizes).
+    """
 
     def __init__(self, model: VGG19, config: Config, content=None, style=None):
+        styles = [style] if isinstance(style, torch.Tensor) else list(style or [])
         self.content_layers = check_layers(config.content_layers) if content is not None else ()
-        self.style_weights = (
-            {name: w for name, w in config.layer_weights().items()} if style is not None else {}
-        )
-        check_layers(self.style_weights)
+        self.style_weights = config.layer_weights() if styles else {}
         self.layers = tuple(dict.fromkeys(self.content_layers + tuple(self.style_weights)))
         if not self.layers:
             raise ValueError("Nothing to optimise: give a content image, a style image or both.")
+        blend = config.style_blend or (1.0 / max(1, len(styles)),) * len(styles)
+        if len(blend) != len(styles):
+            raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style "
+                             "images; give one weight per style image.")
         with torch.no_grad():
             self.content = model(content, self.content_layers) if content is not None else {}
-            feats = model(style, tuple(self.style_weights)) if style is not None else {}
-            self.grams = {name: gram_matrix(f) for name, f in feats.items()}
+            self.grams = {}  # layer -> A^l / M_style, (N, N)
+            for w, image in zip(blend, styles):
+                for name, f in model(image, tuple(self.style_weights)).items():
+                    per_position = gram_matrix(f) / (f.shape[-2] * f.shape[-1])
+                    self.grams[name] = self.grams.get(name, 0) + w * per_position
 
     def losses(self, model: VGG19, x: torch.Tensor, alpha: float, beta: float):
         """Total loss of image ``x`` and the per-layer terms, in one forward pass."""
@@ -97,7 +112,8 @@ class Targets:
             layers[name] = content_loss(feats[name], self.content[name])
             content = content + layers[name]
         for name, w in self.style_weights.items():
-            term = style_layer_loss(feats[name], self.grams[name])
+            m = feats[name].shape[-2] * feats[name].shape[-1]  # M_l of the generated image
+            term = style_layer_loss(feats[name], self.grams[name] * m)
             layers[name] = layers.get(name, 0) + term
             style = style + w * term
         alpha = alpha if self.content_layers else 0.0
@@ -153,7 +169,7 @@ def validate(config: Config) -> Config:
 
 def transfer(
     content: ImageLike | None = None,
-    style: ImageLike | None = None,
+    style: ImageLike | list[ImageLike] | None = None,
     config: Config | None = None,
     *,
     model: VGG19 | None = None,
@@ -168,7 +184,8 @@ def transfer(
     - both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
       only ``style``: style (texture) reconstruction (eq. 5).
     - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1]; the result has
-      the content's aspect ratio with longest side ``config.size``.
+      the content's aspect ratio with longest side ``config.size``. ``style`` may be a list
+      of images, blended with the weights ``config.style_blend``.
     - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
     - ``callback(step)`` after every loss evaluation; ``step.image`` is set every
       ``image_every`` evaluations. ``stop``: a threading.Event that ends the run when set.
@@ -178,14 +195,15 @@ def transfer(
     config = validate(replace(config or Config(), **overrides))
     # images first: a bad file is reported before any weights are loaded or fetched
     content_full = _as_image(content, config.size)
-    style_full = _as_image(style, config.style_size or config.size)
-    if content_full is None and style_full is None:
+    style_list = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else style or []
+    styles = [_as_image(s, config.style_size or config.size) for s in style_list]
+    if content_full is None and not styles:
         raise ValueError("Give a content image, a style image or both.")
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
     device = next(model.parameters()).device
     content_full = content_full.to(device) if content_full is not None else None
-    style_full = style_full.to(device) if style_full is not None else None
-    out_shape = (content_full if content_full is not None else style_full).shape
+    styles = [s.to(device) for s in styles]
+    out_shape = (content_full if content_full is not None else styles[0]).shape
 
     start = time.perf_counter()
     result = Result(image=torch.zeros(1, 3, *out_shape[-2:]), config=config)
@@ -196,13 +214,11 @@ def transfer(
             factor = 2 ** (config.scales - 1 - scale)
             shape = [max(img.MIN_SIDE, round(s / factor)) for s in out_shape[-2:]]
             c = img.resize(content_full, tuple(shape)) if content_full is not None else None
-            s = None
-            if style_full is not None:
-                s_shape = [max(img.MIN_SIDE, round(d / factor)) for d in style_full.shape[-2:]]
-                s = img.resize(style_full, tuple(s_shape))
+            s = [img.resize(im, tuple(max(img.MIN_SIDE, round(d / factor)) for d in im.shape[-2:]))
+                 for im in styles]
             targets = Targets(model, config, c, s)
             if x is None:
-                x0 = _initial(config.init, shape, c, s, config.seed, device)
+                x0 = _initial(config.init, shape, c, s[0] if s else None, config.seed, device)
             else:
                 x0 = F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)
             x = _optimise_scale(x0, model, targets, config, scale, start, result,
@@ -295,12 +311,20 @@ def _optimise_scale(x0, model, targets, config, scale, start, result, callback,
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_2", **overrides) -> Result:
-    """Paper Fig. 1 (bottom): an image from white noise whose ``layer`` matches ``image``."""
+    """Paper Fig. 1 (bottom): an image from white noise whose ``layer`` matches ``image``.
+
+    Single scale from white noise, as in the paper, unless overridden.
+    """
     overrides.setdefault("init", "noise")
+    overrides.setdefault("scales", 1)
     return transfer(content=image, content_layers=(layer,), **overrides)
 
 
 def reconstruct_style(image: ImageLike, layers=("conv1_1",), **overrides) -> Result:
-    """Paper Fig. 1 (top): a texture from white noise whose Gram matrices match ``image``."""
+    """Paper Fig. 1 (top): a texture from white noise whose Gram matrices match ``image``.
+
+    Single scale from white noise, as in the paper, unless overridden.
+    """
     overrides.setdefault("init", "noise")
+    overrides.setdefault("scales", 1)
     return transfer(style=image, style_layers=tuple(layers), **overrides)

@@ -5,7 +5,7 @@ import torch
 
 import nst_lib as nst
 
-FAST = dict(size=None, steps=8, device="cpu", weights="random")
+FAST = dict(size=None, steps=8, scales=1, device="cpu", weights="random")
 
 
 def test_a_few_lbfgs_steps_lower_the_loss(random_model, tiny):
@@ -135,3 +135,33 @@ def test_real_transfer_moves_the_image_towards_the_style(caffe_model):
     assert s1 < 0.2 * s0  # much closer to the painting's Gram matrices than the photo was
     other = nst.resize(style, tuple(content.shape[-2:]))  # a picture with other content
     assert c1 < 0.75 * targets.losses(caffe_model, other, 1.0, 1.0)[1]  # 0.62 seen
+
+
+def test_style_targets_are_eq_4_and_rescaled_to_the_results_size(random_model):
+    x, same, larger = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 64, 48)
+    config = nst.Config(content_layers=(), style_layers=("conv1_1", "conv3_1"))
+    feats = random_model(x, config.style_layers)
+    for style in (same, larger):
+        targets = nst.Targets(random_model, config, style=style)
+        layers = targets.losses(random_model, x, 1.0, 1.0)[3]
+        fs = random_model(style, config.style_layers)
+        for name in config.style_layers:
+            m_x, m_s = feats[name][0, 0].numel(), fs[name][0, 0].numel()
+            A = nst.gram_matrix(fs[name]) * m_x / m_s  # = A exactly when the sizes agree
+            assert torch.allclose(layers[name], nst.style_layer_loss(feats[name], A), rtol=1e-4)
+
+
+def test_two_styles_blend_their_gram_matrices(random_model, tiny):
+    content, style = tiny
+    other = torch.rand(1, 3, 36, 44)
+    config = nst.Config(style_blend=(0.25, 0.75))
+    both = nst.Targets(random_model, config, content, [style, other])
+    with pytest.raises(ValueError, match="one weight per style image"):
+        nst.Targets(random_model, nst.Config(style_blend=(1.0,)), content, [style, other])
+    one = nst.Targets(random_model, nst.Config(), content, style)
+    two = nst.Targets(random_model, nst.Config(), content, other)
+    for name in nst.STYLE_LAYERS:
+        assert torch.allclose(both.grams[name], 0.25 * one.grams[name] + 0.75 * two.grams[name])
+    r = nst.transfer(content, [style, other], model=random_model, progress=False,
+                     style_blend=(0.5, 0.5), **FAST)
+    assert r.history[-1]["loss"] < r.history[0]["loss"]

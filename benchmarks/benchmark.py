@@ -1,0 +1,148 @@
+"""How fast is nst_lib, and how good are its pictures for the time? Prints one table.
+
+    python benchmarks/benchmark.py                 # 256 and 512 px (about 15 minutes on 2 cores)
+    python benchmarks/benchmark.py --sizes 256     # one size
+
+On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
+- the floor: median time of one forward pass to the deepest used layer (conv5_1) plus the
+  backward pass to the input image;
+- nst_lib's median time per loss evaluation, as a ratio to that floor;
+- for transfer at each size, nst_lib's default settings against a plain loop (the PyTorch
+  tutorial's recipe: L-BFGS without line search from the content image, 300 evaluations,
+  single scale, same alpha/beta and layers): wall time, evaluations, peak memory (RSS of a
+  fresh process per run), and two errors measured by one fixed judge network (Caffe VGG19
+  with max pooling, whatever the run used) at full resolution:
+  - style error: relative Gram error ||G(x) - G(s)|| / ||G(s)||, Gram matrices divided by
+    the number of positions, averaged over conv1_1 ... conv5_1;
+  - content error: relative feature error ||F(x) - F(c)|| / ||F(c)|| at conv4_2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+import nst_lib as nst
+
+CONTENT, STYLE = "chelsea.png", "starry_night.jpg"
+PLAIN_EVALS = 300
+
+
+def judge(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
+    """Style and content errors of ``image`` by one fixed network (see the module docstring)."""
+    net = nst.vgg19("caffe", pooling="max", device="cpu")
+    layers = nst.STYLE_LAYERS + ("conv4_2",)
+    with torch.no_grad():
+        fx, fc, fs = (net(t, layers) for t in (image, content, style))
+
+        def gram(f):
+            return nst.gram_matrix(f) / (f.shape[-1] * f.shape[-2])
+
+        style_err = statistics.mean(
+            ((gram(fx[n]) - gram(fs[n])).norm() / gram(fs[n]).norm()).item()
+            for n in nst.STYLE_LAYERS)
+        content_err = ((fx["conv4_2"] - fc["conv4_2"]).norm() / fc["conv4_2"].norm()).item()
+    return {"style_err": style_err, "content_err": content_err}
+
+
+def plain_loop(content, style, config: nst.Config) -> tuple[torch.Tensor, int]:
+    """The baseline: the PyTorch tutorial's L-BFGS loop, written out."""
+    model = nst.vgg19(config.weights, pooling=config.pooling, device="cpu")
+    targets = nst.Targets(model, config, content, style)
+    x = content.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x])
+    evals = [0]
+
+    def closure():
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        opt.zero_grad()
+        loss = targets.losses(model, x, config.alpha, config.beta)[0]
+        loss.backward()
+        evals[0] += 1
+        return loss
+
+    while evals[0] < PLAIN_EVALS:
+        opt.step(closure)
+    return x.detach().clamp(0, 1), evals[0]
+
+
+def one_run(kind: str, size: int) -> dict:
+    """A single transfer in this process (the parent starts a fresh one for each)."""
+    torch.manual_seed(0)
+    config = nst.Config(size=size)
+    content = nst.load_image(nst.example(CONTENT), size)
+    style = nst.load_image(nst.example(STYLE), size)
+    nst.vgg19(config.weights, pooling=config.pooling, device="cpu")  # load before timing
+    start = time.perf_counter()
+    if kind == "plain":
+        image, evals = plain_loop(content, style, config)
+    else:
+        result = nst.transfer(content, style, config, progress=False, device="cpu")
+        image, evals = result.image, len(result.history)
+        nst.save_image(image, f"benchmarks/out_{size}.png")
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"kind": kind, "size": size, "seconds": seconds, "evals": evals, "peak_mb": peak_mb,
+            **judge(image, content, style)}
+
+
+def floor_and_overhead(size: int, repeats: int = 7) -> dict:
+    """Median forward+backward time versus nst_lib's median time per loss evaluation."""
+    config = nst.Config(size=size)
+    model = nst.vgg19(config.weights, pooling=config.pooling, device="cpu")
+    content = nst.load_image(nst.example(CONTENT), size)
+    style = nst.load_image(nst.example(STYLE), size)
+    deepest = max(config.style_layers + config.content_layers, key=nst.LAYERS.get)
+    times = []
+    for _ in range(repeats):
+        x = content.clone().requires_grad_(True)
+        start = time.perf_counter()
+        model(x, [deepest])[deepest].sum().backward()
+        times.append(time.perf_counter() - start)
+    floor = statistics.median(times[1:])
+    result = nst.transfer(content, style, replace(config, steps=repeats + 1, scales=1, tol=0.0),
+                          progress=False, device="cpu")
+    seconds = [h["seconds"] for h in result.history]
+    per_eval = statistics.median(b - a for a, b in zip(seconds, seconds[1:]))
+    return {"floor": floor, "per_eval": per_eval}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.one[0], int(args.one[1]))))
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    o = floor_and_overhead(256)
+    print(f"floor (forward to conv5_1 + backward, 256 px): {o['floor'] * 1000:.0f} ms; "
+          f"nst_lib per evaluation: {o['per_eval'] * 1000:.0f} ms "
+          f"= {o['per_eval'] / o['floor']:.2f} x floor")
+    header = f"{'size':>5} {'run':>8} {'seconds':>8} {'evals':>6} {'peak MB':>8} {'style err':>10} {'content err':>12}"
+    print(header)
+    for size in args.sizes:
+        rows = {}
+        for kind in ("nst_lib", "plain"):
+            out = subprocess.run([sys.executable, __file__, "--one", kind, str(size)],
+                                 capture_output=True, text=True, check=True)
+            r = rows[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {r['evals']:>6} {r['peak_mb']:>8.0f} "
+                  f"{r['style_err']:>10.3f} {r['content_err']:>12.3f}", flush=True)
+        a, b = rows["nst_lib"], rows["plain"]
+        print(f"{size:>5} {'ratio':>8} {a['seconds'] / b['seconds']:>8.2f} {'':>6} {'':>8} "
+              f"{a['style_err'] / b['style_err']:>10.2f} {a['content_err'] / b['content_err']:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
