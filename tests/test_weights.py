@@ -33,10 +33,16 @@ def test_keras_kernels_are_transposed_to_torchvision_layout(tmp_path):
 
 
 def test_saved_weights_round_trip_with_their_preprocessing(tmp_path):
-    state = {"0.weight": torch.rand(2, 3, 3, 3)}
+    # every conv layer, each a broadcast value (no memory): load_weights checks the shapes
+    state = {k: torch.tensor(float(i)).expand(shape)
+             for i, (k, shape) in enumerate(W.expected_shapes().items())}
+    state["0.weight"] = torch.rand(64, 3, 3, 3)
     path = W.save_weights(state, tmp_path / "w.pth", "caffe")
     loaded, pre = W.load_weights(path)
-    assert pre == "caffe" and torch.equal(loaded["0.weight"], state["0.weight"])
+    assert pre == "caffe" and loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["w.pth"]  # no temporary left over
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others (a shared NST_CACHE)
 
 
 def test_full_torchvision_state_dicts_are_accepted(tmp_path):
@@ -90,3 +96,9 @@ def test_a_damaged_cache_is_fetched_again(tmp_path, monkeypatch):
     monkeypatch.setattr(W, "_h5_from_keras", fake_fetch)
     path = W.caffe_weights(progress=False)
     assert fetched and W.load_weights(path)[1] == "caffe"
+
+
+@pytest.mark.slow
+def test_the_real_cached_weights_pass_the_checks():
+    state, preprocessing = W.load_weights(W.caffe_weights(progress=False))
+    assert preprocessing == "caffe" and set(state) == set(W.expected_shapes())
