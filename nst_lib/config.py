@@ -55,7 +55,7 @@ class Config:
     @property
     def ratio(self) -> float:
         """alpha/beta, the paper's knob (Fig. 2 and 3 use 1e-3 and 1e-4)."""
-        return self.alpha / self.beta
+        return self.alpha / self.beta if self.beta else float("inf")
 
     def layer_weights(self) -> dict[str, float]:
         """The style layers and their weights w_l as a mapping (eq. 5)."""

@@ -157,7 +157,13 @@ def validate(config: Config) -> Config:
         (config.alpha > 0 or config.beta > 0, "alpha and beta cannot both be 0"),
         (all(math.isfinite(w) and w > 0 for w in config.layer_weights().values()),
          f"style weights must be positive, got {config.style_weights}"),
-        (config.lr is None or config.lr > 0, f"lr must be positive, got {config.lr}"),
+        (config.lr is None or (math.isfinite(config.lr) and config.lr > 0),
+         f"lr must be positive and finite, got {config.lr}"),
+        (config.style_size is None or config.style_size > 0,
+         f"style_size must be a positive number of pixels, got {config.style_size}"),
+        (config.tol >= 0, f"tol must be >= 0, got {config.tol}"),
+        (config.time_limit is None or config.time_limit >= 0,
+         f"time_limit must be >= 0 seconds, got {config.time_limit}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -227,6 +233,9 @@ def transfer(
                 break
     finally:
         bar.close()
+    if tuple(result.image.shape[-2:]) != tuple(out_shape[-2:]):  # stopped at a coarse scale
+        result.image = F.interpolate(result.image, size=tuple(out_shape[-2:]), mode="bilinear",
+                                     align_corners=False).clamp(0, 1)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -398,8 +398,6 @@ def test_a_diverging_run_writes_the_last_finite_image_and_exits_1(tmp_path, pics
     assert (written - content).abs().mean() < 0.02  # the last finite image: the start
 
 
-@pytest.mark.xfail(strict=True, reason="optimize.transfer returns the coarse-scale image when "
-                   "a run stops before the last scale; it should upsample it to the full size")
 def test_a_run_stopped_at_a_coarse_scale_still_writes_the_full_size(tmp_path, pics, cli):
     out = tmp_path / "out.png"
     code, _, _ = cli(*pics, "--optimizer", "adam", "--lr", "1e30", "--size", "32",
