@@ -19,7 +19,7 @@ weights: $(STAMP)
 
 demo: weights
 	mkdir -p out
-	$(BIN)/python -m nst_lib data/chelsea.png data/starry_night.jpg -o out/demo.png
+	$(BIN)/python -m nst_lib data/chelsea.png data/starry_night.jpg -o out/demo.png --size 384
 
 test: weights
 	$(BIN)/python -m pytest tests notebooks --nbval-lax
