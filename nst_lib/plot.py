@@ -1,0 +1,229 @@
+"""Matplotlib figures for the notebooks: image rows, loss curves, Gram heatmaps, feature maps.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so it is
+drawn once when it is the last expression of a notebook cell (after ``%matplotlib inline``)
+and can be made from any thread (the widgets draw in a background thread). Save one with
+``fig.savefig("out.png")``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Union
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from .image import load_image, to_pil
+from .optimize import Result
+
+Picture = Union[torch.Tensor, Image.Image, str, os.PathLike]  # tensor (1, 3, H, W) in [0, 1]
+
+
+def _pil(picture: Picture) -> Image.Image:
+    if isinstance(picture, Image.Image):
+        return picture
+    if isinstance(picture, torch.Tensor):
+        return to_pil(picture)
+    return to_pil(load_image(picture))
+
+
+def images(
+    pictures: Sequence[Picture] | Mapping[str, Picture],
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    width: float = 3.0,
+    title: str | None = None,
+) -> Figure:
+    """A row (or grid) of images with titles, e.g. ``images({"photo": x, "conv4_2": y})``.
+
+    ``pictures``: tensors (1, 3, H, W) in [0, 1], PIL images or file paths; a mapping's keys
+    are the titles. ``ncols``: images per row (default: all in one row). ``width``: inches
+    per image.
+    """
+    if isinstance(pictures, Mapping):
+        titles, pictures = list(pictures.keys()), list(pictures.values())
+    pils = [_pil(p) for p in pictures]
+    if not pils:
+        raise ValueError("images() needs at least one picture.")
+    titles = list(titles) if titles is not None else [""] * len(pils)
+    ncols = min(ncols or len(pils), len(pils))
+    nrows = math.ceil(len(pils) / ncols)
+    aspect = max(p.height / p.width for p in pils)
+    fig = Figure(figsize=(width * ncols, width * aspect * nrows + 0.4 * (1 + bool(title))),
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, pil, name in zip(axes, pils, titles):
+        ax.imshow(pil)
+        ax.set_title(name, fontsize=10)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def loss_curves(
+    run: Result | Sequence[Mapping],
+    *,
+    alpha: float | None = None,
+    beta: float | None = None,
+    log: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Two panels: the terms of eq. 7 (total, alpha L_content, beta L_style) and each layer's term.
+
+    ``run``: a :class:`~nst_lib.Result` or its ``history`` (a list of dicts with ``loss``,
+    ``content``, ``style`` and ``layers``). ``alpha``/``beta`` default to the result's
+    config, else 1. The per-layer panel shows L_content for content layers and E_l (eq. 4,
+    before w_l and beta) for style layers.
+    """
+    history = run.history if isinstance(run, Result) else list(run)
+    config = run.config if isinstance(run, Result) else None
+    alpha = alpha if alpha is not None else (config.alpha if config else 1.0)
+    beta = beta if beta is not None else (config.beta if config else 1.0)
+    steps = [h["step"] for h in history]
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    terms, layers = fig.subplots(1, 2)
+    curves = {  # name -> (values, line style); the total is dashed so it shows over a term
+        "total (eq. 7)": ([h["loss"] for h in history], dict(color="black", ls="--", zorder=3)),
+        "α · L_content": ([alpha * h["content"] for h in history], dict(color="tab:blue")),
+        "β · L_style": ([beta * h["style"] for h in history], dict(color="tab:orange")),
+    }
+    for name, (values, style) in curves.items():
+        if any(v > 0 for v in values):
+            terms.plot(steps, _positive(values, log), label=name, **style)
+    names = list(dict.fromkeys(name for h in history for name in h["layers"]))
+    for name in names:
+        layers.plot(steps, _positive([h["layers"].get(name, math.nan) for h in history], log),
+                    label=name)
+    for ax, heading in ((terms, "terms of the total loss"), (layers, "per layer (unweighted)")):
+        ax.set_title(heading, fontsize=10)
+        ax.set_xlabel("loss evaluation")
+        if log:
+            ax.set_yscale("log")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        for h0, h1 in zip(history, history[1:]):  # coarse-to-fine: mark where a scale starts
+            if h1.get("scale", 0) != h0.get("scale", 0):
+                ax.axvline(h1["step"], color="grey", lw=0.8, ls=":")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _positive(values: list[float], log: bool) -> list[float]:
+    return [v if v > 0 or not log else math.nan for v in values]  # log axes cannot show <= 0
+
+
+def gram_heatmap(
+    grams: torch.Tensor | Mapping[str, torch.Tensor],
+    *,
+    channels: int | None = 64,
+    title: str | None = None,
+) -> Figure:
+    """Heatmap of one or more Gram matrices (N, N), e.g. ``gram_heatmap({"cat": g1, "painting": g2})``.
+
+    ``channels``: show only the first ``channels`` filters (None = all N). Each panel has its
+    own colour bar; G_ij is large when filters i and j are active at the same places.
+    """
+    if isinstance(grams, torch.Tensor):
+        grams = {"": grams}
+    fig = Figure(figsize=(4.2 * len(grams), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(grams), squeeze=False)[0]
+    for ax, (name, gram) in zip(axes, grams.items()):
+        g = gram.detach().to("cpu", torch.float32).squeeze()
+        if g.dim() != 2 or g.shape[0] != g.shape[1]:
+            raise ValueError(f"A Gram matrix is square (N, N); got shape {tuple(gram.shape)}.")
+        g = g[:channels, :channels] if channels else g
+        shown = ax.imshow(g.numpy(), cmap="magma", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.set_title(name or f"Gram matrix, first {len(g)} filters", fontsize=10)
+        ax.set_xlabel("filter j")
+        ax.set_ylabel("filter i")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def feature_maps(
+    features: torch.Tensor,
+    *,
+    channels: int | Sequence[int] = 16,
+    order: str = "activity",
+    ncols: int = 8,
+    width: float = 1.5,
+    title: str | None = None,
+) -> Figure:
+    """A grid of feature maps of one layer, each as a greyscale image (bright = strong response).
+
+    ``features``: (1, N, H, W) or (N, H, W). ``channels``: how many maps, or which indices.
+    ``order``: with a count, "activity" picks the most active maps (largest mean response),
+    "index" the first ones. Each map is scaled to its own maximum.
+    """
+    f = features.detach().to("cpu", torch.float32)
+    f = f[0] if f.dim() == 4 else f  # (N, H, W)
+    if isinstance(channels, int):
+        if order not in ("activity", "index"):
+            raise ValueError(f"order must be 'activity' or 'index', got {order!r}.")
+        count = min(channels, f.shape[0])
+        picked = (f.mean(dim=(1, 2)).argsort(descending=True)[:count].tolist()
+                  if order == "activity" else list(range(count)))
+    else:
+        picked = list(channels)
+    ncols = min(ncols, len(picked))
+    nrows = math.ceil(len(picked) / ncols)
+    aspect = f.shape[1] / f.shape[2]
+    fig = Figure(figsize=(width * ncols, (width * aspect + 0.25) * nrows + 0.4 * bool(title)),
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, index in zip(axes, picked):
+        ax.imshow(f[index].numpy(), cmap="gray", vmin=0, interpolation="nearest")
+        ax.set_title(f"#{index}", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def receptive_fields(
+    picture: Picture, sizes: Mapping[str, int], *, width: float = 6.0, title: str | None = None
+) -> Figure:
+    """The image with one centred square per layer, as large as that layer's receptive field.
+
+    ``sizes``: layer name -> receptive field in input pixels (one side of the square).
+    """
+    pil = _pil(picture)
+    fig = Figure(figsize=(width * 1.35, width * pil.height / pil.width + 0.4),
+                 layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(pil)
+    cx, cy = pil.width / 2, pil.height / 2
+    colours = ["#ffffff", "#ffe066", "#ff9f40", "#ff4d6d", "#3fa7ff", "#b28dff"]
+    for k, (name, side) in enumerate(sizes.items()):
+        ax.add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, lw=1.8,
+                               edgecolor=colours[k % len(colours)], label=f"{name}: {side} px"))
+    half = max(sizes.values(), default=0) / 2  # squares may be larger than the image
+    ax.set_xlim(min(0, cx - half) - 4, max(pil.width, cx + half) + 4)
+    ax.set_ylim(max(pil.height, cy + half) + 4, min(0, cy - half) - 4)
+    ax.set_facecolor("0.25")  # shows where a square reaches past the image
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, facecolor="0.85")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def to_png(fig: Figure, *, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for an ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

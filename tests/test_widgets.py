@@ -1,0 +1,157 @@
+"""nst_lib.widgets driven from code, with an untrained VGG19 and tiny images (fast)."""
+
+import datetime
+import io
+import time
+import warnings
+from dataclasses import replace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import nst_lib as nst  # noqa: E402
+from nst_lib import widgets  # noqa: E402
+
+CONFIG = nst.Config(weights="random", device="cpu", scales=1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nst.vgg19("random", device="cpu")
+
+
+@pytest.fixture
+def explorer(model):
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 32, 48, generator=g), torch.rand(1, 3, 40, 40, generator=g)
+    return widgets.Explorer(content, style, config=CONFIG, model=model, size=48, steps=6,
+                            image_every=2)
+
+
+def _png_bytes(size=(40, 30), colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _upload(data: bytes, name: str) -> tuple:
+    return ({"name": name, "type": "image/png", "size": len(data), "last_modified": datetime.datetime(2024, 1, 1),
+             "content": memoryview(data)},)
+
+
+def test_explorer_config_follows_the_controls(explorer):
+    explorer.ratio.value = 1e-4
+    explorer.content_layer.value = "conv5_2"
+    explorer.style_layers["conv4_1"].value = False
+    explorer.style_layers["conv5_1"].value = False
+    explorer.init.value = "noise"
+    explorer.steps.value, explorer.scales.value, explorer.size.value = 20, 2, 96
+    config = explorer.config()
+    assert config.ratio == pytest.approx(1e-4)
+    assert config.content_layers == ("conv5_2",)
+    assert config.style_layers == ("conv1_1", "conv2_1", "conv3_1")
+    assert (config.init, config.steps, config.scales, config.size) == ("noise", 20, 2, 96)
+    assert config.weights == "random"  # what the controls do not set comes from `config`
+
+
+def test_explorer_ratio_slider_is_logarithmic_in_paper_units(explorer):
+    assert explorer.ratio.min == -6 and explorer.ratio.max == -1  # 1e-6 ... 1e-1
+    assert explorer.ratio.value == pytest.approx(nst.Config().ratio)  # 1e-3
+
+
+def test_explorer_run_fills_progress_image_and_losses(explorer):
+    shown = []
+    explorer.image.observe(lambda change: shown.append(change["new"]), names="value")
+    result = explorer.run(wait=True)
+    assert result is explorer.result and result.stop_reason == "steps"
+    assert result.image.shape == (1, 3, 32, 48)
+    assert explorer.progress.max == 6 and explorer.progress.value == explorer.progress.max
+    assert len(shown) >= 3  # every 2nd evaluation while running, and the final image
+    assert explorer.image.value[:4] == b"\x89PNG" and explorer.losses.value[:4] == b"\x89PNG"
+    assert not explorer.run_button.disabled and explorer.stop_button.disabled
+    assert explorer.status.value.startswith("steps")
+
+
+def test_progress_counts_the_evaluations_of_every_scale(explorer):
+    explorer.scales.value = 2
+    result = explorer.run(wait=True)
+    assert explorer.progress.max == 2 * 6 == explorer.progress.value
+    assert {h["scale"] for h in result.history} == {0, 1}
+
+
+def test_explorer_run_button_starts_a_background_run(explorer):
+    explorer.run_button.click()
+    assert explorer.thread is not None
+    explorer.run_button.click()  # ignored while running
+    result = explorer.wait(timeout=60)
+    assert not explorer.running and result is not None
+    assert len(result.history) >= 6
+
+
+def test_stop_keeps_the_image_so_far(explorer):
+    explorer.steps.value = 500
+    explorer.run()
+    deadline = time.time() + 60
+    while explorer.progress.value < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    explorer.stop_button.click()
+    result = explorer.wait(timeout=60)
+    assert result.stop_reason == "stopped"
+    assert 3 <= len(result.history) < 500
+    assert result.image.shape == (1, 3, 32, 48) and result.image.abs().sum() > 0
+    assert explorer.image.value[:4] == b"\x89PNG"
+
+
+def test_no_style_layer_is_an_error_in_the_widget_not_a_crash(explorer):
+    for box in explorer.style_layers.values():
+        box.value = False
+    explorer.run_button.click()  # no exception from the click
+    assert "style layer" in explorer.status.value
+    with pytest.raises(ValueError, match="style layer"):
+        explorer.run(wait=True)
+
+
+def test_upload_replaces_the_content_image(explorer):
+    explorer.content_upload.value = _upload(_png_bytes((40, 30)), "mine.png")
+    assert explorer.content_image.shape == (1, 3, 30, 40)
+    assert explorer.content_image[0, :, 0, 0].tolist() == pytest.approx([200 / 255, 30 / 255,
+                                                                          30 / 255])
+    assert "mine.png" in explorer.status.value
+    result = explorer.run(wait=True)
+    assert result.image.shape == (1, 3, 36, 48)  # the new content's aspect ratio
+
+
+def test_upload_of_a_broken_file_keeps_the_previous_image(explorer):
+    before = explorer.style_image
+    explorer.style_upload.value = _upload(b"not an image", "broken.png")
+    assert explorer.style_image is before
+    assert "not a readable image" in explorer.status.value
+
+
+def test_load_upload_none_when_empty():
+    assert widgets.load_upload(widgets.w.FileUpload()) is None
+
+
+def test_content_reconstruction_matches_only_the_chosen_layer(model):
+    picker = widgets.ContentReconstruction(torch.rand(1, 3, 32, 32), layer="conv2_2", size=32,
+                                           steps=5, config=replace(CONFIG, scales=3),
+                                           model=model)
+    picker.layer.value = "conv3_1"
+    result = picker.run(wait=True)
+    assert result.config.init == "noise" and result.config.content_layers == ("conv3_1",)
+    assert result.config.scales == 1  # single scale from noise, as in the paper
+    assert set(result.history[-1]["layers"]) == {"conv3_1"}
+    assert picker.progress.value == picker.progress.max == 5
+    assert result.image.shape == (1, 3, 32, 32)
+
+
+def test_an_error_message_is_escaped_for_the_status_line(explorer):
+    explorer._failed(ValueError("<script>"))
+    assert "&lt;script&gt;" in explorer.status.value and "<script>" not in explorer.status.value
