@@ -12,6 +12,19 @@ from .optimize import Result, Step, Targets, reconstruct_content, reconstruct_st
 from .vgg import CONV_LAYERS, LAYERS, VGG19, check_layers, resolve_device, vgg19
 from .weights import WeightsError
 
+_LEAF_MODULES = ("plot", "widgets", "exercises", "experiments", "color", "cache")
+
+
+def __getattr__(name: str):
+    """``nst.plot``, ``nst.widgets`` ... are imported on first use (they pull in matplotlib
+    and ipywidgets, which the core does not need)."""
+    if name in _LEAF_MODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'nst_lib' has no attribute {name!r}")
+
+
 __all__ = [
     "CONTENT_LAYERS", "CONV_LAYERS", "Config", "ImageError", "LAYERS", "Result", "STYLE_LAYERS",
     "Step", "Targets", "VGG19", "WeightsError", "check_layers", "content_loss", "example",

@@ -44,7 +44,7 @@ class Config:
     steps: int = 50  # loss evaluations per scale (150 in all with scales=3)
     init: str = "content"  # "noise" (paper), "content" or "style"
     seed: int = 0
-    scales: int = 3  # coarse-to-fine levels, each half the size of the next (not in the paper)
+    scales: int = 3  # coarse-to-fine levels, each half the next; coarsest >= 64 px (not in paper)
     tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
     time_limit: float | None = None  # seconds, for the whole run
     # network

@@ -32,6 +32,7 @@ from .config import Config
 from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
 from .vgg import VGG19, check_layers, vgg19
 
+MIN_COARSE = 64  # px, longest side of the coarsest level of coarse-to-fine
 ImageLike = Union[torch.Tensor, str, os.PathLike]  # a tensor (1, 3, H, W) or a file path
 
 
@@ -214,10 +215,11 @@ def transfer(
     start = time.perf_counter()
     result = Result(image=torch.zeros(1, 3, *out_shape[-2:]), config=config)
     x = None
-    bar = _progress_bar(config.steps * config.scales, progress)
+    levels = scale_levels(max(out_shape[-2:]), config.scales)
+    bar = _progress_bar(config.steps * levels, progress)
     try:
-        for scale in range(config.scales):
-            factor = 2 ** (config.scales - 1 - scale)
+        for scale in range(levels):
+            factor = 2 ** (levels - 1 - scale)
             shape = [max(img.MIN_SIDE, round(s / factor)) for s in out_shape[-2:]]
             c = img.resize(content_full, tuple(shape)) if content_full is not None else None
             s = [img.resize(im, tuple(max(img.MIN_SIDE, round(d / factor)) for d in im.shape[-2:]))
@@ -240,6 +242,12 @@ def transfer(
     return result
 
 
+def scale_levels(longest_side: int, scales: int) -> int:
+    """How many coarse-to-fine levels a run of this size uses: at most ``scales``, and no
+    level whose longest side is below MIN_COARSE px (tiny levels lose the content's layout)."""
+    return max(1, min(scales, 1 + int(math.log2(max(longest_side, 1) / MIN_COARSE))))
+
+
 def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -258,7 +266,8 @@ def _optimise_scale(x0, model, targets, config, scale, start, result, callback,
     the best image so far (what a stopped run returns) and the stop conditions, which raise
     :class:`_Stop` out of the optimiser.
     """
-    x = x0.detach().clone().requires_grad_(True)
+    # contiguous: L-BFGS flattens the gradient with .view(-1)
+    x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     result.image = x0.detach().clamp(0, 1).cpu()  # until the first evaluation
     if config.optimizer == "lbfgs":
         # the strong Wolfe line search keeps L-BFGS stable at large beta (without it the
@@ -275,6 +284,8 @@ def _optimise_scale(x0, model, targets, config, scale, start, result, callback,
         nonlocal best
         if stop is not None and stop.is_set():
             raise _Stop("stopped")
+        if len(losses) >= config.steps:  # the line search may ask for one more
+            raise _Stop("steps")
         opt.zero_grad(set_to_none=True)
         loss, content, style, layers = targets.losses(model, x, config.alpha, config.beta)
         if not math.isfinite(loss.item()):

@@ -27,7 +27,7 @@ import torch
 from . import plot
 from .config import STYLE_LAYERS, Config
 from .image import example, load_image, resize, to_pil
-from .optimize import ImageLike, Result, Step, transfer
+from .optimize import ImageLike, Result, Step, scale_levels, transfer
 from .vgg import CONV_LAYERS, VGG19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
@@ -110,7 +110,9 @@ class _Runner:
             self._failed(err)
         else:
             self._stop = threading.Event()
-            self.progress.max, self.progress.value = config.steps * config.scales, 0
+            longest = config.size or max(content.shape[-2:])
+            self.progress.max = config.steps * scale_levels(longest, config.scales)
+            self.progress.value = 0
             self.progress.bar_style = ""
             self.run_button.disabled, self.stop_button.disabled = True, False
             self.status.value = "Running..."

@@ -105,10 +105,20 @@ def test_divergence_keeps_the_last_finite_image(random_model, tiny):
 
 
 def test_coarse_to_fine_ends_at_full_size(random_model, tiny):
-    content, style = tiny
+    content, style = torch.rand(1, 3, 96, 128), tiny[1]
     r = nst.transfer(content, style, model=random_model, progress=False,
                      **{**FAST, "scales": 2, "steps": 4})
     assert [h["scale"] for h in r.history] == [0] * 4 + [1] * 4
+    assert r.image.shape == content.shape
+    # levels whose longest side would fall below 64 px are left out
+    r = nst.transfer(content, style, model=random_model, progress=False,
+                     **{**FAST, "scales": 3, "steps": 2})
+    assert [h["scale"] for h in r.history] == [0] * 2 + [1] * 2
+
+
+def test_channels_last_images_are_accepted(random_model, tiny):
+    content = tiny[0].contiguous(memory_format=torch.channels_last)
+    r = nst.transfer(content, tiny[1], model=random_model, progress=False, **FAST)
     assert r.image.shape == content.shape
 
 

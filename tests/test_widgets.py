@@ -81,6 +81,7 @@ def test_explorer_run_fills_progress_image_and_losses(explorer):
 
 def test_progress_counts_the_evaluations_of_every_scale(explorer):
     explorer.scales.value = 2
+    explorer.size.value = 128  # two levels: 64 and 128 px
     result = explorer.run(wait=True)
     assert explorer.progress.max == 2 * 6 == explorer.progress.value
     assert {h["scale"] for h in result.history} == {0, 1}
