@@ -1,13 +1,14 @@
 # Two commands for a fresh machine (each creates .venv when missing; both are idempotent):
 #   make demo   set up, fetch the weights, stylise the bundled example -> out/demo.png
-#   make test   set up, fetch the weights, run all tests (pytest + the notebooks with nbval)
+#   make test   set up, fetch the weights, run all tests (pytest + the notebooks with nbval
+#               + the browser test, which needs Chromium: `make browser-deps` installs it)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test weights lab benchmark clean
+.PHONY: demo test weights lab benchmark clean browser-deps test-browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,19 @@ demo: weights
 
 test: weights
 	$(BIN)/python -m pytest tests notebooks --nbval-lax
+
+# Debian's Chromium for tests/browser (JupyterLab driven by Playwright); needs root or sudo
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then echo "/usr/bin/chromium is installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+# only the browser test: notebook 4 in JupyterLab, screenshots in test-artifacts/browser/
+test-browser: weights
+	$(BIN)/python -m pytest -m browser tests/browser
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
