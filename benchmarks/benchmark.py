@@ -95,25 +95,30 @@ def one_run(kind: str, size: int) -> dict:
             **judge(image, content, style)}
 
 
-def floor_and_overhead(size: int, repeats: int = 7) -> dict:
-    """Median forward+backward time versus nst_lib's median time per loss evaluation."""
+def floor_and_overhead(size: int, rounds: int = 3, repeats: int = 6) -> dict:
+    """Median forward+backward time versus nst_lib's median time per loss evaluation.
+
+    Measured in alternating rounds (``repeats`` floor passes, then a short transfer), so
+    that a machine that gets busier or quieter during the measurement affects both alike.
+    """
     config = nst.Config(size=size)
     model = nst.vgg19(config.weights, pooling=config.pooling, device="cpu")
     content = nst.load_image(nst.example(CONTENT), size)
     style = nst.load_image(nst.example(STYLE), size)
     deepest = max(config.style_layers + config.content_layers, key=nst.LAYERS.get)
-    times = []
-    for _ in range(repeats):
-        x = content.clone().requires_grad_(True)
-        start = time.perf_counter()
-        model(x, [deepest])[deepest].sum().backward()
-        times.append(time.perf_counter() - start)
-    floor = statistics.median(times[1:])
-    result = nst.transfer(content, style, replace(config, steps=repeats + 1, scales=1, tol=0.0),
-                          progress=False, device="cpu")
-    seconds = [h["seconds"] for h in result.history]
-    per_eval = statistics.median(b - a for a, b in zip(seconds, seconds[1:]))
-    return {"floor": floor, "per_eval": per_eval}
+    floors, evals = [], []
+    for _ in range(rounds):
+        for i in range(repeats + 1):
+            x = content.clone().requires_grad_(True)
+            start = time.perf_counter()
+            model(x, [deepest])[deepest].sum().backward()
+            if i:  # the first pass of a round warms up
+                floors.append(time.perf_counter() - start)
+        result = nst.transfer(content, style, replace(config, steps=repeats + 2, scales=1),
+                              model=model, progress=False)
+        seconds = [h["seconds"] for h in result.history]
+        evals += [b - a for a, b in zip(seconds[1:], seconds[2:])]
+    return {"floor": statistics.median(floors), "per_eval": statistics.median(evals)}
 
 
 def main() -> None:

@@ -37,12 +37,33 @@ def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch
     """Eq. 4: E_l = 1 / (4 N^2 M^2) * sum_ij (G_ij - A_ij)^2.
 
     ``target_gram`` is the style image's Gram matrix A. The style image may have another
-    size than the generated image: G and A are both (N, N). The gradient (eq. 6) is
-    1 / (N^2 M^2) * (F^T (G - A))^T where F > 0.
+    size than the generated image: G and A are both (N, N). The gradient is the paper's
+    eq. 6, 1 / (N^2 M^2) * (F^T (G - A))^T where F > 0, written out in
+    :class:`_StyleLayerLoss` (one matrix product instead of autograd's two).
     """
-    n = features.shape[-3]
-    m = features.shape[-2] * features.shape[-1]
-    return (gram_matrix(features) - target_gram).pow(2).sum() / (4 * n**2 * m**2)
+    return _StyleLayerLoss.apply(features, target_gram)
+
+
+class _StyleLayerLoss(torch.autograd.Function):
+    """Eq. 4 forward, eq. 6 backward (the "where F > 0" is the ReLU's own backward)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+        n = features.shape[-3]
+        m = features.shape[-2] * features.shape[-1]
+        f = features.reshape(n, m)  # F^l, (N, M)
+        diff = f @ f.t() - target_gram  # G - A, (N, N), symmetric
+        ctx.save_for_backward(f, diff)
+        ctx.shape = features.shape
+        return diff.pow(2).sum() / (4 * n**2 * m**2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        f, diff = ctx.saved_tensors
+        n, m = f.shape
+        grad_f = (diff @ f) * (grad / (n**2 * m**2))  # eq. 6, (N, M); (G - A) is symmetric
+        # no gradient for A (it is a fixed target)
+        return grad_f.reshape(ctx.shape), None
 
 
 def style_loss(

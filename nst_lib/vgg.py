@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .weights import WeightsError, caffe_weights, load_weights
+from .image import DATA_DIR, load_image, resize
+from .weights import WeightsError, cache_dir, caffe_weights, load_weights, save_weights
 
 
 def _layer_table() -> dict[str, int]:
@@ -127,9 +128,74 @@ class VGG19(nn.Module):
         return out
 
 
-def _state_dict(weights: str) -> tuple[dict[str, torch.Tensor] | None, str]:
+def calibration_images() -> list[Path]:
+    """The bundled example images in ``data/``: the default images of :func:`normalize_weights`."""
+    return sorted(p for p in DATA_DIR.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def normalize_weights(
+    source: VGG19 | dict[str, torch.Tensor],
+    images: list[torch.Tensor | str | Path] | None = None,
+    *,
+    pooling: str = "avg",
+    preprocessing: str = "caffe",
+    size: int = 256,
+) -> dict[str, torch.Tensor]:
+    """VGG19 rescaled so that each filter's mean rectified response is 1 (paper, Sec. 2).
+
+    ``s_i^l`` is filter i's response at layer l, averaged over the positions of each image
+    and then over the images (``images``: tensors or paths, longest side resized to ``size``;
+    default the bundled ones, :func:`calibration_images`), measured in the original network.
+    Going up layer by layer, each conv layer's output channels are divided by ``s^l`` and its
+    input channels multiplied by ``s^{l-1}`` (its input is then as if un-normalised)::
+
+        W^l[i, j] <- W^l[i, j] * s_j^{l-1} / s_i^l,    b_i^l <- b_i^l / s_i^l
+
+    ReLU and both poolings are positively homogeneous, so every response is the original
+    one divided by ``s_i^l``: a mean of exactly 1 on these images. What the network "sees"
+    is unchanged; only the scale of each filter, and with it the weight each one carries
+    in eq. 1 and 4, changes. Filters silent on every image keep their scale.
+
+    Unlike the paper (ImageNet validation images, VGG's max pooling) the means are taken on
+    a few images with the ``pooling`` the model will use (a model given as ``source``
+    brings its own pooling and preprocessing). Returns a ``features`` state dict.
+    """
+    if isinstance(source, VGG19):
+        model, state = source, source.features.state_dict()
+    else:
+        state = source
+        features = torchvision.models.vgg19(weights=None).features
+        features.load_state_dict(state, strict=True)
+        model = VGG19(features, PREPROCESSING[preprocessing], pooling)
+    device = next(model.parameters()).device
+    sums = {name: 0.0 for name in CONV_LAYERS}
+    paths_or_tensors = calibration_images() if images is None else list(images)
+    with torch.no_grad():
+        for image in paths_or_tensors:
+            x = resize(image, size) if isinstance(image, torch.Tensor) else load_image(image, size)
+            for name, f in model(x.to(device), CONV_LAYERS).items():  # f: (1, N, H, W)
+                sums[name] = sums[name] + f.mean(dim=(0, 2, 3)).cpu()
+    state = {k: v.detach().cpu().clone() for k, v in state.items()}
+    previous = torch.ones(3)  # the image's channels are not rescaled
+    for name in CONV_LAYERS:
+        s = sums[name] / len(paths_or_tensors)  # (N,) mean response of each filter
+        s = torch.where(s > 0, s, torch.ones_like(s))  # silent filters stay as they are
+        conv = LAYERS[name] - 1  # the conv before this ReLU
+        state[f"{conv}.weight"] *= previous.view(1, -1, 1, 1) / s.view(-1, 1, 1, 1)
+        state[f"{conv}.bias"] /= s
+        previous = s
+    return state
+
+
+def _state_dict(weights: str, pooling: str) -> tuple[dict[str, torch.Tensor] | None, str]:
     if weights == "caffe":
         return load_weights(caffe_weights())[0], "caffe"
+    if weights == "caffe-normalized":  # computed once per pooling, then kept in the cache
+        path = cache_dir() / f"vgg19_caffe_normalized_{pooling}.pth"
+        if not path.is_file():
+            state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
+            save_weights(state, path, "caffe")
+        return load_weights(path)[0], "caffe"
     if weights == "torchvision":
         try:
             net = torchvision.models.vgg19(weights=torchvision.models.VGG19_Weights.IMAGENET1K_V1)
@@ -149,7 +215,8 @@ def _state_dict(weights: str) -> tuple[dict[str, torch.Tensor] | None, str]:
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(
-            f"weights={weights!r} is neither 'caffe', 'torchvision', 'random' nor a file."
+            f"weights={weights!r} is neither 'caffe', 'caffe-normalized', 'torchvision', "
+            "'random' nor a file."
         )
     state, preprocessing = load_weights(path)
     return state, preprocessing or "torchvision"
@@ -161,12 +228,13 @@ def vgg19(
 ) -> VGG19:
     """The VGG19 feature network with the given weights, cached per argument set.
 
-    ``weights``: "caffe" (the paper's network, the default), "torchvision", "random"
-    (seeded by ``seed``, smoke tests only) or a path to a state dict file.
+    ``weights``: "caffe" (VGG19 as trained, the default), "caffe-normalized" (the same
+    rescaled as in the paper, :func:`normalize_weights`), "torchvision", "random" (seeded by
+    ``seed``, smoke tests only) or a path to a state dict file.
     ``pooling``: "avg" (default; the paper replaces max by average pooling, which it found
     gives "slightly more appealing results") or "max" (VGG as trained).
     """
-    state, preprocessing = _state_dict(str(weights))
+    state, preprocessing = _state_dict(str(weights), pooling)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         features = torchvision.models.vgg19(weights=None).features

@@ -66,6 +66,9 @@ def load_upload(upload: w.FileUpload) -> torch.Tensor | None:
         os.unlink(name)
 
 
+WIDE = {"description_width": "90px"}  # room for the longest label, "content layer"
+
+
 class _Runner:
     """The shared machinery: Run/Stop buttons, a progress bar, a status line and a picture.
 
@@ -160,7 +163,7 @@ class _Runner:
         self.progress.value = min(step.step, self.progress.max)
         if step.image is not None:
             self.image.value = png(step.image)
-            self.status.value = f"step {step.step}: loss {step.loss:.3g}"
+            self.status.value = f"step {step.step}/{self.progress.max}: loss {step.loss:.3g}"
 
     def _failed(self, err: Exception) -> None:
         self.error = err
@@ -206,18 +209,22 @@ class Explorer(_Runner):
         self.style_image = _load(style if style is not None else example("starry_night.jpg"))
         ratio = min(max(self.base.ratio, 1e-6), 1e-1)
         self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
-                                      description="α/β", readout_format=".0e")
+                                      description="α/β", readout_format=".0e", style=WIDE)
         self.content_layer = w.Dropdown(options=CONV_LAYERS, value=self.base.content_layers[0],
-                                        description="content layer")
+                                        description="content layer", style=WIDE)
         self.style_layers = {name: w.Checkbox(value=name in self.base.style_layers,
                                               description=name, indent=False,
                                               layout=w.Layout(width="80px"))
                              for name in STYLE_LAYERS}
         self.init = w.ToggleButtons(options=["noise", "content", "style"], value=self.base.init,
-                                    description="start from", style={"button_width": "70px"})
-        self.steps = w.IntSlider(value=steps, min=5, max=500, step=5, description="steps/scale")
-        self.scales = w.IntSlider(value=self.base.scales, min=1, max=4, description="scales")
-        self.size = w.IntSlider(value=size, min=32, max=512, step=16, description="size (px)")
+                                    description="start from",
+                                    style={"button_width": "70px", **WIDE})
+        self.steps = w.IntSlider(value=steps, min=5, max=500, step=5, description="steps/scale",
+                                 style=WIDE)
+        self.scales = w.IntSlider(value=self.base.scales, min=1, max=4, description="scales",
+                                  style=WIDE)
+        self.size = w.IntSlider(value=size, min=32, max=512, step=16, description="size (px)",
+                                style=WIDE)
         self.content_upload = w.FileUpload(accept="image/*", description="your content")
         self.style_upload = w.FileUpload(accept="image/*", description="your style")
         self.content_preview = w.Image(value=png(resize(self.content_image, 160)), width=160)

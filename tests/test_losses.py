@@ -44,6 +44,20 @@ def test_style_layer_loss_gradient_matches_eq_6():
     assert torch.allclose(F.grad.view(n, m), analytic)
 
 
+def test_style_layer_loss_gradient_matches_finite_differences_and_autograd():
+    F = torch.rand(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    A = nst.gram_matrix(torch.rand(1, 5, 6, 2, dtype=torch.float64))
+    assert torch.autograd.gradcheck(nst.style_layer_loss, (F, A))
+    # the same gradient as autograd through eq. 4 written out, also for channels_last maps
+    X = torch.rand(1, 16, 6, 7).to(memory_format=torch.channels_last).requires_grad_(True)
+    B = nst.gram_matrix(torch.rand(1, 16, 5, 5))
+    nst.style_layer_loss(X, B).backward()
+    Y = X.detach().clone().requires_grad_(True)
+    f = Y.reshape(16, -1)
+    ((f @ f.t() - B) ** 2).sum().div(4 * 16**2 * 42**2).backward()
+    assert torch.allclose(X.grad, Y.grad, rtol=1e-4, atol=1e-9)
+
+
 def test_gradient_through_relu_is_zero_where_the_response_is_zero():
     x = torch.randn(1, 4, 5, 5, requires_grad=True)
     P = torch.rand(1, 4, 5, 5)

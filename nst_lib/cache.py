@@ -1,0 +1,158 @@
+"""A disk cache of results, so that a run computed once shows at once the next time.
+
+A result is stored under ``cache_dir() / "results"`` (``$NST_CACHE`` or ``~/.cache/nst_lib``)
+as ``<key>.png`` (the image) and ``<key>.json`` (its loss history, stop reason and run time).
+The key is a hash of everything the result depends on: every :class:`~nst_lib.Config`
+field, the pixels of the content and style images, and the weights (their name, or for a
+file its size and modification time). Change any of them and the key changes, so a stale
+picture is never shown; quick mode (smaller sizes and fewer steps) gets keys of its own.
+
+    from nst_lib.cache import cached_transfer
+    result = cached_transfer(photo, painting, size=192)   # computed, then stored
+    result = cached_transfer(photo, painting, size=192)   # read back from disk
+
+The image comes back as stored in the PNG (8 bits per channel). Runs that were interrupted,
+stopped or diverged are not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import Config
+from .image import load_image, save_image
+from .optimize import ImageLike, Result, transfer
+from .weights import cache_dir
+
+VERSION = 1  # bump when a change to the library changes what the same settings give
+STORED = ("steps", "converged", "time")  # stop reasons of complete runs
+
+
+def directory() -> Path:
+    """The folder holding cached results: ``cache_dir() / "results"``."""
+    return cache_dir() / "results"
+
+
+def image_hash(image: ImageLike) -> str:
+    """SHA-256 of an image's pixels (a path is decoded first) and its shape."""
+    if not isinstance(image, torch.Tensor):
+        image = load_image(image)
+    pixels = image.detach().to("cpu", torch.float32).contiguous()
+    digest = hashlib.sha256(str(tuple(pixels.shape)).encode())
+    digest.update(pixels.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _weights_id(weights: str) -> str:
+    path = Path(weights)
+    if weights in ("caffe", "caffe-normalized", "torchvision", "random") or not path.is_file():
+        return weights
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def key(content: ImageLike | None, style, config: Config) -> str:
+    """The cache key of a run: 24 hex digits of a hash over all its inputs."""
+    settings = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        settings[field.name] = (f"tensor:{image_hash(value)}" if isinstance(value, torch.Tensor)
+                                else value)
+    settings["weights"] = _weights_id(str(config.weights))
+    styles = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else list(style or [])
+    inputs = {
+        "version": VERSION,
+        "config": settings,
+        "content": image_hash(content) if content is not None else None,
+        "style": [image_hash(s) for s in styles],
+    }
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _split(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
+    """Settings (Config fields) out of ``kwargs``; the rest are keywords for the runner."""
+    settings = {k: v for k, v in kwargs.items() if k in Config.__dataclass_fields__}
+    others = {k: v for k, v in kwargs.items() if k not in settings}
+    return dataclasses.replace(config or Config(), **settings), others
+
+
+def lookup(content: ImageLike | None, style, config: Config | None = None,
+           **overrides) -> Result | None:
+    """The stored result of these settings, or None if there is none."""
+    config, _ = _split(config, overrides)
+    stem = directory() / key(content, style, config)
+    png, meta = stem.with_suffix(".png"), stem.with_suffix(".json")
+    if not (png.is_file() and meta.is_file()):
+        return None
+    try:
+        data = json.loads(meta.read_text())
+        image = load_image(png)
+    except (OSError, ValueError):  # damaged entry: compute again
+        return None
+    return Result(image=image, history=data["history"], stop_reason=data["stop_reason"],
+                  seconds=data["seconds"], config=config)
+
+
+def store(result: Result, content: ImageLike | None, style, config: Config) -> Path:
+    """Write ``result`` to the cache (image first, then the JSON that marks it complete)."""
+    stem = directory() / key(content, style, config)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    save_image(result.image, stem.with_suffix(".png"))
+    data = {"history": result.history, "stop_reason": result.stop_reason,
+            "seconds": result.seconds, "config": repr(config)}
+    fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared cache must be readable
+        os.replace(tmp, stem.with_suffix(".json"))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return stem.with_suffix(".json")
+
+
+def cached_transfer(
+    content: ImageLike | None = None,
+    style=None,
+    config: Config | None = None,
+    *,
+    refresh: bool = False,
+    runner: Callable[..., Result] = transfer,
+    **kwargs,
+) -> Result:
+    """:func:`nst_lib.transfer` through the disk cache: same arguments, same :class:`Result`.
+
+    On a hit the stored result is returned without running anything; on a miss (or with
+    ``refresh=True``) ``runner`` (default :func:`nst_lib.transfer`) computes it and a
+    complete run is stored. ``kwargs`` are settings (Config fields, part of the key) and
+    keywords for the runner such as ``model``, ``callback`` or ``progress`` (not part of the
+    key: a ``model`` you pass must match ``config.weights`` and ``config.pooling``).
+    """
+    config, others = _split(config, kwargs)
+    if not refresh:
+        hit = lookup(content, style, config)
+        if hit is not None:
+            return hit
+    result = runner(content, style, config, **others)
+    if result.stop_reason in STORED:
+        store(result, content, style, config)
+    return result
+
+
+def clear() -> int:
+    """Delete every cached result; returns how many there were."""
+    files = list(directory().glob("*.json")) if directory().is_dir() else []
+    for meta in files:
+        meta.with_suffix(".png").unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+    return len(files)

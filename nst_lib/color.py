@@ -1,0 +1,177 @@
+"""Keeping the photo's colours (Gatys, Ecker, Bethge, Hertzmann and Shechtman 2017).
+
+Plain style transfer copies the painting's colours along with its brush strokes. The
+follow-up paper, "Controlling Perceptual Factors in Neural Style Transfer" (CVPR 2017,
+Sec. 5), gives two ways to keep the photo's colours:
+
+- **luminance-only transfer**: run the transfer on the luminance channel only (Y of YIQ,
+  repeated in R, G and B), with the style's luminance first matched to the photo's mean and
+  spread, then put the photo's colour channels I and Q back (:func:`luminance_only` and
+  :func:`combine_luminance`);
+- **colour histogram matching**: before the transfer, give the painting the photo's mean
+  colour and colour covariance with a linear map (:func:`match_color`), then transfer as
+  usual.
+
+Everything here is a pure function of RGB tensors (1, 3, H, W) in [0, 1], except
+:func:`transfer_preserving_color`, which puts them around :func:`nst_lib.transfer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+
+from .config import Config
+from .image import load_image, resize
+from .optimize import ImageLike, Result, transfer
+
+# NTSC RGB -> YIQ (FCC 1953 coefficients); Y is the luminance, I and Q the colour.
+RGB_TO_YIQ = torch.tensor([
+    [0.299, 0.587, 0.114],
+    [0.595716, -0.274453, -0.321263],
+    [0.211456, -0.522591, 0.311135],
+], dtype=torch.float64)
+YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)  # exact inverse, so the round trip is the identity
+
+
+def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Multiply each pixel's 3-vector by ``matrix``: (3, 3) x (B, 3, H, W) -> (B, 3, H, W)."""
+    return torch.einsum("ij,bjhw->bihw", matrix.to(image), image)
+
+
+def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
+    """RGB (B, 3, H, W) -> YIQ (B, 3, H, W): Y in [0, 1], I and Q around 0."""
+    return _apply(RGB_TO_YIQ, image)
+
+
+def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """YIQ (B, 3, H, W) -> RGB (B, 3, H, W), the inverse of :func:`rgb_to_yiq` (not clamped)."""
+    return _apply(YIQ_TO_RGB, image)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Y = 0.299 R + 0.587 G + 0.114 B, repeated in three channels: a grey RGB image.
+
+    (B, 3, H, W) -> (B, 3, H, W). A grey pixel (Y, Y, Y) has I = Q = 0, since the rows of
+    I and Q sum to 0, so VGG19 sees the luminance and nothing else.
+    """
+    return rgb_to_yiq(image)[:, :1].expand(-1, 3, -1, -1).contiguous()
+
+
+def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The style's luminance with the content's mean and standard deviation (2017, eq. 8).
+
+    L_S' = sigma_C / sigma_S * (L_S - mu_S) + mu_C, on grey (B, 3, H, W) images; without it
+    a dark painting would darken the photo. Not clamped.
+    """
+    ys, yc = luminance(style), luminance(content)
+    scale = yc.std() / ys.std().clamp_min(1e-8)
+    return (ys - ys.mean()) * scale + yc.mean()
+
+
+def luminance_only(content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two grey images to transfer between: the content's luminance and the style's,
+    matched to it (:func:`match_luminance`, clamped to [0, 1])."""
+    return luminance(content), match_luminance(style, content).clamp(0, 1)
+
+
+def combine_luminance(grey: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """RGB image with the luminance of ``grey`` and the I and Q channels of ``color``.
+
+    ``grey``: the result of a luminance-only transfer, (B, 3, H, W) (its mean over the
+    channels is used as Y). ``color``: the content photo, resized to ``grey``'s size if it
+    differs. Returns RGB (B, 3, H, W) clamped to [0, 1].
+    """
+    color = resize(color, tuple(grey.shape[-2:])) if color.shape[-2:] != grey.shape[-2:] else color
+    yiq = rgb_to_yiq(color)
+    yiq = torch.cat([grey.mean(dim=1, keepdim=True), yiq[:, 1:]], dim=1)
+    return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+def _mean_cov(image: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x = image.reshape(3, -1).double()  # (3, pixels)
+    mu = x.mean(dim=1, keepdim=True)
+    d = x - mu
+    return mu, d @ d.t() / d.shape[1] + eps * torch.eye(3, dtype=x.dtype)
+
+
+def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """Symmetric square root (or inverse square root) of a (3, 3) covariance, by eigenvalues."""
+    values, vectors = torch.linalg.eigh(cov)
+    values = values.clamp_min(1e-12) ** (-0.5 if inverse else 0.5)
+    return vectors @ torch.diag(values) @ vectors.t()
+
+
+def match_color(
+    source: torch.Tensor, target: torch.Tensor, *, method: str = "cholesky", eps: float = 1e-5
+) -> torch.Tensor:
+    """Linear colour transfer: ``source`` with ``target``'s mean colour and colour covariance.
+
+    Each pixel p (an RGB 3-vector) becomes A (p - mu_S) + mu_T with A Sigma_S A^T = Sigma_T
+    (2017 paper, Sec. 5.2), where mu and Sigma are the mean and (3, 3) covariance of the
+    pixels. Two choices of A:
+
+    - ``"cholesky"``: A = L_T L_S^-1, with Sigma = L L^T the Cholesky factorisations;
+    - ``"eigen"``: A = Sigma_T^1/2 Sigma_S^-1/2, symmetric square roots by eigenvalues
+      (the "Image Analogies" variant; the paper found both give similar results).
+
+    ``eps`` is added to both covariances' diagonals, so a grey source (covariance of rank 1)
+    still works. (1, 3, H, W) in, (1, 3, H, W) out, not clamped: a few pixels may leave
+    [0, 1]; clamp before showing or transferring.
+    """
+    mu_s, cov_s = _mean_cov(source, eps)
+    mu_t, cov_t = _mean_cov(target, eps)
+    if method == "cholesky":
+        a = torch.linalg.cholesky(cov_t) @ torch.linalg.inv(torch.linalg.cholesky(cov_s))
+    elif method == "eigen":
+        a = _sqrtm(cov_t) @ _sqrtm(cov_s, inverse=True)
+    else:
+        raise ValueError(f"method must be 'cholesky' or 'eigen', got {method!r}.")
+    x = source.reshape(3, -1).double()
+    out = a @ (x - mu_s) + mu_t
+    return out.reshape(source.shape).to(source.dtype)
+
+
+def _load(source: ImageLike, size: int | None) -> torch.Tensor:
+    if isinstance(source, torch.Tensor):
+        return resize(source.float().reshape(1, 3, *source.shape[-2:]), size)
+    return load_image(source, size)
+
+
+def transfer_preserving_color(
+    content: ImageLike,
+    style: ImageLike | list[ImageLike],
+    config: Config | None = None,
+    *,
+    method: str = "luminance",
+    runner: Callable[..., Result] = transfer,
+    **kwargs,
+) -> Result:
+    """Style transfer that keeps the content photo's colours (2017 paper, Sec. 5).
+
+    ``method="luminance"``: transfer between the luminance images (:func:`luminance_only`),
+    then put the photo's colours back (:func:`combine_luminance`).
+    ``method="histogram"``: give the style image(s) the photo's colour statistics
+    (:func:`match_color`, Cholesky variant, clamped to [0, 1]), then transfer as usual.
+
+    ``config`` and ``kwargs`` (settings and keywords such as ``model`` or ``progress``) go
+    to ``runner``: :func:`nst_lib.transfer` by default, or e.g.
+    :func:`nst_lib.cache.cached_transfer`. Returns its :class:`~nst_lib.Result`, with the
+    recombined image for ``"luminance"`` (the history is that of the grey transfer).
+    """
+    settings = {k: v for k, v in kwargs.items() if k in Config.__dataclass_fields__}
+    resolved = replace(config or Config(), **settings)
+    styles = style if isinstance(style, (list, tuple)) else [style]
+    photo = _load(content, resolved.size)
+    paintings = [_load(s, resolved.style_size or resolved.size) for s in styles]
+    if method == "luminance":
+        pairs = [luminance_only(photo, p) for p in paintings]
+        result = runner(pairs[0][0], [p for _, p in pairs], config, **kwargs)
+        result.image = combine_luminance(result.image, photo)
+        return result
+    if method == "histogram":
+        matched = [match_color(p, photo).clamp(0, 1) for p in paintings]
+        return runner(photo, matched, config, **kwargs)
+    raise ValueError(f"method must be 'luminance' or 'histogram', got {method!r}.")

@@ -1,0 +1,100 @@
+import pytest
+import torch
+import torchvision
+
+import nst_lib as nst
+from nst_lib import vgg
+from nst_lib.weights import save_weights
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    g = torch.Generator().manual_seed(99)
+    return [torch.rand(1, 3, 40, 48, generator=g), torch.rand(1, 3, 48, 36, generator=g) ** 2]
+
+
+def _model(state, pooling="avg", preprocessing="torchvision"):
+    features = torchvision.models.vgg19().features
+    features.load_state_dict(state)
+    return nst.VGG19(features, vgg.PREPROCESSING[preprocessing], pooling)
+
+
+def _means(model, images, size=48):
+    """Each filter's response, averaged over positions, then over the images: layer -> (N,)."""
+    sums = {}
+    with torch.no_grad():
+        for image in images:
+            for name, f in model(nst.resize(image, size), nst.CONV_LAYERS).items():
+                sums[name] = sums.get(name, 0) + f.mean(dim=(0, 2, 3))
+    return {name: s / len(images) for name, s in sums.items()}
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_every_filter_has_mean_response_one_on_the_calibration_images(
+        random_model, calibration, pooling):
+    original = nst.VGG19(torchvision.models.vgg19().features, random_model.preprocessing, pooling)
+    original.load_state_dict(random_model.state_dict())
+    state = vgg.normalize_weights(original, calibration, size=48)
+    before = _means(original, calibration)
+    after = _means(_model(state, pooling), calibration)
+    for name in nst.CONV_LAYERS:
+        alive = before[name] > 0
+        assert alive.float().mean() > 0.5, name
+        # float32: filters that fire at a handful of positions only are a little less exact
+        error = (after[name][alive] - 1).abs()
+        assert error.max() < 1e-2 and error.median() < 1e-4, name
+        assert torch.equal(after[name][~alive], before[name][~alive])  # silent: left alone
+
+
+def test_responses_keep_their_pattern_up_to_a_scale_per_filter(random_model, calibration):
+    state = vgg.normalize_weights(random_model, calibration, size=48)
+    normalized = _model(state)
+    other = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))  # not seen
+    before, after = random_model(other, nst.CONV_LAYERS), normalized(other, nst.CONV_LAYERS)
+    means = _means(random_model, calibration)
+    for name in ("conv1_1", "conv3_1", "conv5_4"):
+        s = torch.where(means[name] > 0, means[name], torch.ones_like(means[name]))
+        expected = before[name] / s.view(1, -1, 1, 1)
+        assert torch.allclose(after[name], expected, rtol=1e-3, atol=1e-5 * expected.max()), name
+
+
+def test_a_state_dict_source_gives_the_same_weights(random_model, calibration):
+    from_model = vgg.normalize_weights(random_model, calibration, size=48)
+    from_state = vgg.normalize_weights(random_model.features.state_dict(), calibration,
+                                       preprocessing="torchvision", size=48)
+    assert from_model.keys() == from_state.keys()
+    for k in from_model:
+        assert torch.allclose(from_model[k], from_state[k], rtol=1e-5, atol=1e-8), k
+    # the source is left as it was
+    assert not torch.equal(from_model["0.weight"], random_model.features[0].weight)
+
+
+def test_the_default_calibration_images_are_the_bundled_ones():
+    names = [p.name for p in vgg.calibration_images()]
+    assert "chelsea.png" in names and "starry_night.jpg" in names
+    assert not any(n.endswith(".md") for n in names)
+
+
+def test_caffe_normalized_is_computed_once_and_kept_in_the_cache(
+        random_model, calibration, tmp_path, monkeypatch):
+    """The weight option, with random weights standing in for Caffe's."""
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    plain = save_weights(random_model.features.state_dict(), tmp_path / "plain.pth", "caffe")
+    monkeypatch.setattr(vgg, "caffe_weights", lambda: plain)
+    monkeypatch.setattr(vgg, "calibration_images", lambda: calibration)
+    state, preprocessing = vgg._state_dict("caffe-normalized", "max")
+    assert preprocessing == "caffe"
+    assert (tmp_path / "vgg19_caffe_normalized_max.pth").is_file()
+    monkeypatch.setattr(vgg, "normalize_weights", None)  # a second call must not recompute
+    again, _ = vgg._state_dict("caffe-normalized", "max")
+    assert all(torch.equal(state[k], again[k]) for k in state)
+
+
+@pytest.mark.slow
+def test_the_normalized_caffe_network_has_mean_response_one():
+    model = nst.vgg19("caffe-normalized", pooling="avg", device="cpu")
+    images = [nst.load_image(p, 256) for p in vgg.calibration_images()]
+    means = _means(model, images, size=256)
+    for name in nst.STYLE_LAYERS + nst.CONTENT_LAYERS:
+        alive = means[name] > 0
+        assert torch.allclose(means[name][alive], torch.ones(int(alive.sum())), rtol=1e-3)
