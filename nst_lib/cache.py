@@ -12,7 +12,7 @@ picture is never shown; quick mode (smaller sizes and fewer steps) gets keys of 
     result = cached_transfer(photo, painting, size=192)   # read back from disk
 
 The image comes back as stored in the PNG (8 bits per channel). Runs that were interrupted,
-stopped or diverged are not stored.
+stopped or diverged are not stored; each complete run is stored as soon as it ends.
 """
 
 from __future__ import annotations
@@ -137,6 +137,8 @@ def cached_transfer(
     complete run is stored. ``kwargs`` are settings (Config fields, part of the key) and
     keywords for the runner such as ``model``, ``callback`` or ``progress`` (not part of the
     key: a ``model`` you pass must match ``config.weights`` and ``config.pooling``).
+    An interrupted run (Ctrl-C) raises KeyboardInterrupt, so that a loop over many runs
+    stops at once.
     """
     config, others = _split(config, kwargs)
     if not refresh:
@@ -144,6 +146,10 @@ def cached_transfer(
         if hit is not None:
             return hit
     result = runner(content, style, config, **others)
+    if result.stop_reason == "interrupted":
+        # Ctrl-C or the notebook's stop button: end the whole figure or precompute, not only
+        # this one of its runs (runs finished before are in the cache)
+        raise KeyboardInterrupt("interrupted; the runs that finished are kept in the cache")
     if result.stop_reason in STORED:
         store(result, content, style, config)
     return result

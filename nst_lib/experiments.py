@@ -36,6 +36,7 @@ That last setting is what the notebook uses, so its ratios are the paper's.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -426,7 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     s = settings(quick=True if args.quick else None)
     print(f"{s}; results in {directory()}", flush=True)
-    seconds = precompute(s, progress=not args.quiet)
+    try:
+        seconds = precompute(s, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted: the runs that finished are kept; run the same command again to "
+              "go on", file=sys.stderr)
+        return 130
     print(f"done in {seconds:.0f} s")
     return 0
 

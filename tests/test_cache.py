@@ -93,12 +93,26 @@ def test_history_round_trips_through_json(tiny):
     assert json.loads(next(cache.directory().glob("*.json")).read_text())["stop_reason"] == "steps"
 
 
-def test_incomplete_runs_are_not_stored(tiny):
+@pytest.mark.parametrize("reason", ["stopped", "diverged"])
+def test_incomplete_runs_are_not_stored(tiny, reason):
     content, style = tiny
-    run = Runner(stop_reason="interrupted")
-    cache.cached_transfer(content, style, runner=run)
+    run = Runner(stop_reason=reason)
+    assert cache.cached_transfer(content, style, runner=run).stop_reason == reason
     cache.cached_transfer(content, style, runner=run)
     assert run.calls == 2 and cache.lookup(content, style) is None
+
+
+def test_an_interrupt_ends_a_loop_of_runs_and_keeps_the_finished_ones(tiny):
+    content, style = tiny
+    done, interrupted = Runner(), Runner(stop_reason="interrupted")
+    cache.cached_transfer(content, style, steps=1, runner=done)
+    with pytest.raises(KeyboardInterrupt):
+        for steps in (1, 2, 3):  # the second run is interrupted: the third never starts
+            cache.cached_transfer(content, style, steps=steps,
+                                  runner=done if steps == 1 else interrupted)
+    assert interrupted.calls == 1
+    assert cache.lookup(content, style, steps=1) is not None
+    assert cache.lookup(content, style, steps=2) is None
 
 
 def test_refresh_and_clear(tiny):

@@ -132,3 +132,12 @@ def test_the_package_does_not_import_experiments():
 
 def test_the_command_needs_precompute():
     assert experiments.main([]) == 2
+
+
+def test_the_command_stops_at_an_interrupt_and_says_so(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "precompute", interrupted)
+    assert experiments.main(["--precompute", "--quick"]) == 130
+    assert "run the same command again" in capsys.readouterr().err
