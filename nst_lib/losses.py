@@ -45,25 +45,34 @@ def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch
 
 
 class _StyleLayerLoss(torch.autograd.Function):
-    """Eq. 4 forward, eq. 6 backward (the "where F > 0" is the ReLU's own backward)."""
+    """Eq. 4 forward, eq. 6 backward (the "where F > 0" is the ReLU's own backward).
+
+    Written with X = F^T, the (M, N) matrix of positions by filters: G = X^T X and the
+    gradient is X (G - A) / (N^2 M^2). For VGG19's feature maps, which are stored
+    channels_last (position by position), X is a view, not a copy, and the gradient comes
+    back in the same memory order as the features, so the backward pass through the
+    network (ReLU, convolution, and the sum with the next layer's gradient) needs no
+    conversion between memory orders.
+    """
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
         n = features.shape[-3]
         m = features.shape[-2] * features.shape[-1]
-        f = features.reshape(n, m)  # F^l, (N, M)
-        diff = f @ f.t() - target_gram  # G - A, (N, N), symmetric
-        ctx.save_for_backward(f, diff)
-        ctx.shape = features.shape
+        positions = features.movedim(-3, -1)  # (..., H, W, N)
+        x = positions.reshape(m, n)  # X = F^T, (M, N)
+        diff = x.t() @ x - target_gram  # G - A, (N, N), symmetric
+        ctx.save_for_backward(x, diff)
+        ctx.shape = positions.shape
         return diff.pow(2).sum() / (4 * n**2 * m**2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        f, diff = ctx.saved_tensors
-        n, m = f.shape
-        grad_f = (diff @ f) * (grad / (n**2 * m**2))  # eq. 6, (N, M); (G - A) is symmetric
+        x, diff = ctx.saved_tensors
+        m, n = x.shape
+        grad_x = (x @ diff) * (grad / (n**2 * m**2))  # eq. 6, transposed: (M, N)
         # no gradient for A (it is a fixed target)
-        return grad_f.reshape(ctx.shape), None
+        return grad_x.reshape(ctx.shape).movedim(-1, -3), None
 
 
 def style_loss(

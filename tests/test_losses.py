@@ -58,6 +58,16 @@ def test_style_layer_loss_gradient_matches_finite_differences_and_autograd():
     assert torch.allclose(X.grad, Y.grad, rtol=1e-4, atol=1e-9)
 
 
+def test_style_gradient_of_channels_last_maps_comes_back_channels_last():
+    # VGG19's maps are channels_last; a gradient in the other memory order would be
+    # converted at every ReLU, convolution and sum of the backward pass
+    image = torch.rand(1, 3, 12, 10).contiguous(memory_format=torch.channels_last)
+    maps = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)(image)
+    assert maps.is_contiguous(memory_format=torch.channels_last)
+    (grad,) = torch.autograd.grad(nst.style_layer_loss(maps, torch.eye(8)), maps)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_gradient_through_relu_is_zero_where_the_response_is_zero():
     x = torch.randn(1, 4, 5, 5, requires_grad=True)
     P = torch.rand(1, 4, 5, 5)
