@@ -70,7 +70,8 @@ class _StyleLayerLoss(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, diff = ctx.saved_tensors
         m, n = x.shape
-        grad_x = (x @ diff) * (grad / (n**2 * m**2))  # eq. 6, transposed: (M, N)
+        # eq. 6, transposed: (M, N); the factor scales the small (N, N) matrix, not the result
+        grad_x = x @ (diff * (grad / (n**2 * m**2)))
         # no gradient for A (it is a fixed target)
         return grad_x.reshape(ctx.shape).movedim(-1, -3), None
 
