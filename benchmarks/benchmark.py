@@ -1,6 +1,6 @@
 """How fast is nst_lib, and how good are its pictures for the time? Prints one table.
 
-    python benchmarks/benchmark.py                 # 256 and 512 px (about 15 minutes on 2 cores)
+    python benchmarks/benchmark.py                 # 256 and 512 px (about 10 minutes on 2 cores)
     python benchmarks/benchmark.py --sizes 256     # one size
 
 On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
