@@ -30,6 +30,7 @@ import torch
 from .config import Config
 from .image import load_image, save_image
 from .optimize import ImageLike, Result, transfer
+from .vgg import calibration_id
 from .weights import cache_dir
 
 VERSION = 1  # bump when a change to the library changes what the same settings give
@@ -53,7 +54,9 @@ def image_hash(image: ImageLike) -> str:
 
 def _weights_id(weights: str) -> str:
     path = Path(weights)
-    if weights in ("caffe", "caffe-normalized", "torchvision", "random") or not path.is_file():
+    if weights == "caffe-normalized":  # depends on the images it was normalised on
+        return f"{weights}:{calibration_id()}"
+    if weights in ("caffe", "torchvision", "random") or not path.is_file():
         return weights
     stat = path.stat()
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

@@ -84,12 +84,11 @@ def settings(quick: bool | None = None) -> Settings:
 
 
 def images() -> dict[str, torch.Tensor]:
-    """The notebook's pictures at full size: the photo, the painting (its scan's dark frame
-    cut off) and a second style, a greyscale brick texture."""
-    scan = load_image(example("starry_night.jpg"))
+    """The notebook's pictures at full size: the photo, the painting and a second style, a
+    greyscale brick texture."""
     return {
         "photo": load_image(example("chelsea.png")),
-        "painting": scan[..., 20:-20, 20:-20].contiguous(),
+        "painting": load_image(example("starry_night.jpg")),
         "texture": load_image(example("brick.png")),
     }
 

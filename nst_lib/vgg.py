@@ -10,6 +10,7 @@ by a later layer.
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,19 @@ def calibration_images() -> list[Path]:
     return sorted(p for p in DATA_DIR.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
+def calibration_id(images: list[torch.Tensor | str | Path] | None = None) -> str:
+    """12 hex digits that name a set of calibration images (default: the bundled ones).
+
+    They change when any image changes, so normalised weights computed on other images are
+    never mistaken for these (the cached file's name and the result cache's keys use it).
+    """
+    digest = hashlib.sha256()
+    for item in calibration_images() if images is None else images:
+        digest.update(item.numpy().tobytes() if isinstance(item, torch.Tensor)
+                      else Path(item).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def normalize_weights(
     source: VGG19 | dict[str, torch.Tensor],
     images: list[torch.Tensor | str | Path] | None = None,
@@ -190,8 +204,8 @@ def normalize_weights(
 def _state_dict(weights: str, pooling: str) -> tuple[dict[str, torch.Tensor] | None, str]:
     if weights == "caffe":
         return load_weights(caffe_weights())[0], "caffe"
-    if weights == "caffe-normalized":  # computed once per pooling, then kept in the cache
-        path = cache_dir() / f"vgg19_caffe_normalized_{pooling}.pth"
+    if weights == "caffe-normalized":  # computed once per pooling and images, then cached
+        path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id()}.pth"
         if not path.is_file():
             state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
             save_weights(state, path, "caffe")

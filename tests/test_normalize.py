@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 import nst_lib as nst
-from nst_lib import vgg
+from nst_lib import cache, vgg
 from nst_lib.weights import save_weights
 
 
@@ -84,10 +84,26 @@ def test_caffe_normalized_is_computed_once_and_kept_in_the_cache(
     monkeypatch.setattr(vgg, "calibration_images", lambda: calibration)
     state, preprocessing = vgg._state_dict("caffe-normalized", "max")
     assert preprocessing == "caffe"
-    assert (tmp_path / "vgg19_caffe_normalized_max.pth").is_file()
+    assert (tmp_path / f"vgg19_caffe_normalized_max_{vgg.calibration_id()}.pth").is_file()
     monkeypatch.setattr(vgg, "normalize_weights", None)  # a second call must not recompute
     again, _ = vgg._state_dict("caffe-normalized", "max")
     assert all(torch.equal(state[k], again[k]) for k in state)
+
+
+def test_other_calibration_images_give_other_weights_and_other_cache_keys(
+        random_model, calibration, tmp_path, monkeypatch):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    plain = save_weights(random_model.features.state_dict(), tmp_path / "plain.pth", "caffe")
+    monkeypatch.setattr(vgg, "caffe_weights", lambda: plain)
+    keys, states = [], []
+    for images in (calibration, calibration[:1]):
+        monkeypatch.setattr(vgg, "calibration_images", lambda images=images: images)
+        states.append(vgg._state_dict("caffe-normalized", "avg")[0])
+        keys.append(cache.key(calibration[0], calibration[0],
+                              nst.Config(weights="caffe-normalized")))
+    assert len(list(tmp_path.glob("vgg19_caffe_normalized_avg_*.pth"))) == 2
+    assert not torch.equal(states[0]["0.weight"], states[1]["0.weight"])
+    assert keys[0] != keys[1]
 
 
 @pytest.mark.slow
