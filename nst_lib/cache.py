@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from .config import Config
+from .config import Config, split_settings
 from .image import load_image, save_image
 from .optimize import ImageLike, Result, transfer
 from .vgg import calibration_id
@@ -81,17 +81,10 @@ def key(content: ImageLike | None, style, config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _split(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
-    """Settings (Config fields) out of ``kwargs``; the rest are keywords for the runner."""
-    settings = {k: v for k, v in kwargs.items() if k in Config.__dataclass_fields__}
-    others = {k: v for k, v in kwargs.items() if k not in settings}
-    return dataclasses.replace(config or Config(), **settings), others
-
-
 def lookup(content: ImageLike | None, style, config: Config | None = None,
            **overrides) -> Result | None:
     """The stored result of these settings, or None if there is none."""
-    config, _ = _split(config, overrides)
+    config, _ = split_settings(config, overrides)
     stem = directory() / key(content, style, config)
     png, meta = stem.with_suffix(".png"), stem.with_suffix(".json")
     if not (png.is_file() and meta.is_file()):
@@ -143,7 +136,7 @@ def cached_transfer(
     An interrupted run (Ctrl-C) raises KeyboardInterrupt, so that a loop over many runs
     stops at once.
     """
-    config, others = _split(config, kwargs)
+    config, others = split_settings(config, kwargs)
     if not refresh:
         hit = lookup(content, style, config)
         if hit is not None:

@@ -18,14 +18,13 @@ Everything here is a pure function of RGB tensors (1, 3, H, W) in [0, 1], except
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable
 
 import torch
 
-from .config import Config
-from .image import load_image, resize
-from .optimize import ImageLike, Result, transfer
+from .config import Config, split_settings
+from .image import resize
+from .optimize import ImageLike, Result, _as_image, transfer
 
 # NTSC RGB -> YIQ (FCC 1953 coefficients); Y is the luminance, I and Q the colour.
 RGB_TO_YIQ = torch.tensor([
@@ -134,12 +133,6 @@ def match_color(
     return out.reshape(source.shape).to(source.dtype)
 
 
-def _load(source: ImageLike, size: int | None) -> torch.Tensor:
-    if isinstance(source, torch.Tensor):
-        return resize(source.float().reshape(1, 3, *source.shape[-2:]), size)
-    return load_image(source, size)
-
-
 def transfer_preserving_color(
     content: ImageLike,
     style: ImageLike | list[ImageLike],
@@ -161,11 +154,10 @@ def transfer_preserving_color(
     :func:`nst_lib.cache.cached_transfer`. Returns its :class:`~nst_lib.Result`, with the
     recombined image for ``"luminance"`` (the history is that of the grey transfer).
     """
-    settings = {k: v for k, v in kwargs.items() if k in Config.__dataclass_fields__}
-    resolved = replace(config or Config(), **settings)
+    resolved, _ = split_settings(config, kwargs)
     styles = style if isinstance(style, (list, tuple)) else [style]
-    photo = _load(content, resolved.size)
-    paintings = [_load(s, resolved.style_size or resolved.size) for s in styles]
+    photo = _as_image(content, resolved.size)
+    paintings = [_as_image(s, resolved.style_size or resolved.size) for s in styles]
     if method == "luminance":
         pairs = [luminance_only(photo, p) for p in paintings]
         result = runner(pairs[0][0], [p for _, p in pairs], config, **kwargs)

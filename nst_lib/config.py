@@ -8,7 +8,7 @@ Override a field with ``dataclasses.replace(nst.Config(), steps=50)`` or with ke
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # paper, Fig. 2
 CONTENT_LAYERS = ("conv4_2",)  # paper, Fig. 2
@@ -48,7 +48,7 @@ class Config:
     tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
     time_limit: float | None = None  # seconds, for the whole run
     # network
-    weights: str = "caffe"  # "caffe", "torchvision", "random" or a path to a state dict
+    weights: str = "caffe"  # "caffe", "caffe-normalized", "torchvision", "random" or a path
     pooling: str = "avg"  # "avg" (paper) or "max" (VGG as trained)
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
 
@@ -67,3 +67,12 @@ class Config:
                 f"{len(self.style_layers)}; give one weight per style layer."
             )
         return dict(zip(self.style_layers, self.style_weights))
+
+
+def split_settings(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
+    """``config`` with the Config fields among ``kwargs`` applied, and the other keywords
+    (e.g. ``model`` or ``progress``), for functions that take both as keywords."""
+    names = {f.name for f in fields(Config)}
+    settings = {k: v for k, v in kwargs.items() if k in names}
+    others = {k: v for k, v in kwargs.items() if k not in names}
+    return replace(config or Config(), **settings), others

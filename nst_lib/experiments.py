@@ -49,8 +49,7 @@ from .cache import cached_transfer, directory
 from .color import transfer_preserving_color
 from .config import STYLE_LAYERS, Config, quick_mode
 from .image import example, load_image, resize, target_shape, to_pil
-from .losses import content_loss, gram_matrix, style_layer_loss
-from .optimize import Result
+from .optimize import Result, Targets
 from .vgg import LAYERS, vgg19
 
 PAPER_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)  # the columns of the paper's Fig. 4
@@ -113,7 +112,10 @@ def alpha_per_position(ratio: float, content: torch.Tensor, config: Config) -> f
     return ratio / positions(config.content_layers[0], shape)
 
 
-def _weighted(config: Config, content: torch.Tensor, ratio: float, per_position: bool) -> Config:
+def _weighted(config: Config | None, content: torch.Tensor, ratio: float,
+              per_position: bool = True) -> Config:
+    """``config`` (default: the notebook's) with beta = 1 and alpha for ``ratio``."""
+    config = config or settings().config
     alpha = alpha_per_position(ratio, content, config) if per_position else ratio
     return replace(config, alpha=alpha, beta=1.0)
 
@@ -217,16 +219,13 @@ def magnitudes(
     model = vgg19(weights, pooling=pooling, device="cpu")
     photo, painting = resize(content, size), resize(style, size)
     noise = torch.rand(photo.shape, generator=torch.Generator().manual_seed(0))
+    config = Config(content_layers=("conv4_2",), style_layers=tuple(layers))
+    targets = Targets(model, config, photo, painting)  # the targets a transfer uses
     with torch.no_grad():
-        fp = model(photo, (*layers, "conv4_2"))
-        fs = model(painting, layers)
-        fn = model(noise, ["conv4_2"])
-        out = {"content (noise)": content_loss(fn["conv4_2"], fp["conv4_2"]).item()}
-        for name in layers:
-            # the painting's Gram matrix per position, scaled to the photo's M (as in transfer)
-            a = gram_matrix(fs[name]) / fs[name][0, 0].numel() * fp[name][0, 0].numel()
-            out[name] = style_layer_loss(fp[name], a).item()
-    return out
+        from_noise = targets.losses(model, noise, 1.0, 1.0)[3]  # per-layer terms
+        from_photo = targets.losses(model, photo, 1.0, 1.0)[3]
+    return {"content (noise)": from_noise["conv4_2"].item(),
+            **{name: from_photo[name].item() for name in layers}}
 
 
 def initialisations(
@@ -243,7 +242,7 @@ def initialisations(
     noise with each seed, single scale (``scales=1``) as in the paper, with twice
     ``config.steps`` (the evaluations of two scales, at a higher price each)."""
     config = config or settings().config
-    config = _weighted(replace(config, scales=1, steps=2 * config.steps), content, ratio, True)
+    config = _weighted(replace(config, scales=1, steps=2 * config.steps), content, ratio)
     starts = {"from the photo": dict(init="content"), "from the painting": dict(init="style")}
     starts |= {f"white noise, seed {s}": dict(init="noise", seed=s) for s in seeds}
     return {title: runner(content, style, replace(config, **change), progress=progress)
@@ -263,7 +262,7 @@ def poolings(
 
     With ``weights="caffe-normalized"`` each pooling has its own normalisation, computed
     with that pooling."""
-    config = _weighted(config or settings().config, content, ratio, True)
+    config = _weighted(config, content, ratio)
     return {f"{p} pooling": runner(content, style, replace(config, pooling=p),
                                    progress=progress) for p in ("avg", "max")}
 
@@ -279,7 +278,7 @@ def colors(
 ) -> dict[str, Result]:
     """Plain transfer, luminance-only transfer and colour histogram matching (Gatys et al.
     2017, Sec. 5; :mod:`nst_lib.color`)."""
-    config = _weighted(config or settings().config, content, ratio, True)
+    config = _weighted(config, content, ratio)
     out = {"plain transfer": runner(content, style, config, progress=progress)}
     for title, method in (("luminance only", "luminance"), ("histogram matching", "histogram")):
         out[title] = transfer_preserving_color(content, style, config, method=method,
@@ -304,7 +303,7 @@ def resolutions(
     not the step count, ends both runs.
     """
     config = replace(config or settings().config, size=size, time_limit=seconds)
-    config = _weighted(config, content, ratio, True)
+    config = _weighted(config, content, ratio)
     return {
         "coarse to fine, scales=3": runner(content, style, replace(config, scales=3),
                                            progress=progress),
@@ -326,7 +325,7 @@ def blends(
 ) -> dict[str, Result]:
     """Two styles blended: ``style_blend=(w, 1 - w)`` for each w in ``weights``: w = 1 is
     the first style alone, w = 0 the second."""
-    config = _weighted(config or settings().config, content, ratio, True)
+    config = _weighted(config, content, ratio)
     return {f"w = {w:g}": runner(content, list(styles), replace(config, style_blend=(w, 1 - w)),
                                  progress=progress) for w in weights}
 
