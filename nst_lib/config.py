@@ -32,9 +32,14 @@ class Config:
     style_layers: tuple[str, ...] = STYLE_LAYERS  # matched by eq. 4-5
     style_weights: tuple[float, ...] | None = None  # w_l of eq. 5; None = 1/len(style_layers)
     style_blend: tuple[float, ...] | None = None  # weights of several style images; None = equal
-    # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters.
+    # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters; 1e-3 is
+    # the middle of the paper's range (its Fig. 3 uses 5e-4 ... 5e-3, Fig. 4 1e-4 ... 1e-1)
     alpha: float = 1.0
     beta: float = 1e3
+    # alpha/beta per position: eq. 1 divided by M_l (the positions of the content layer), so
+    # that the same alpha/beta gives the same balance at every image size and the paper's
+    # values give the paper's pictures (notebook 5 derives it). False = eq. 1 as printed.
+    per_position: bool = True
     # images
     size: int | None = 256  # longest side of the result in pixels; None = content's size
     style_size: int | None = None  # longest side of the style image; None = same as size
@@ -48,9 +53,14 @@ class Config:
     tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
     time_limit: float | None = None  # seconds, for the whole run
     # network
-    weights: str = "caffe"  # "caffe", "caffe-normalized", "torchvision", "random" or a path
+    # "caffe-normalized" (the paper's network: Caffe VGG19, each filter's mean response 1),
+    # "caffe" (as trained), "torchvision", "random" or a path
+    weights: str = "caffe-normalized"
     pooling: str = "avg"  # "avg" (paper) or "max" (VGG as trained)
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+    # what VGG19's layers compute in: "auto" = bfloat16 where the CPU or GPU has it natively
+    # (about 1.9x faster, same errors: benchmarks/), else float32; "float32", "bfloat16", "float16"
+    precision: str = "auto"
 
     @property
     def ratio(self) -> float:

@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from . import image as img
 from .config import Config
 from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
-from .vgg import VGG19, check_layers, vgg19
+from .vgg import VGG19, check_layers, resolve_precision, vgg19
 
 MIN_COARSE = 64  # px, longest side of the coarsest level of coarse-to-fine
 ImageLike = Union[torch.Tensor, str, os.PathLike]  # a tensor (1, 3, H, W) or a file path
@@ -88,6 +88,8 @@ class Targets:
     def __init__(self, model: VGG19, config: Config, content=None, style=None):
         styles = [style] if isinstance(style, torch.Tensor) else list(style or [])
         self.content_layers = check_layers(config.content_layers) if content is not None else ()
+        self.per_position = config.per_position
+        self.dtype = resolve_precision(config.precision, next(model.parameters()).device)
         self.style_weights = config.layer_weights() if styles else {}
         self.layers = tuple(dict.fromkeys(self.content_layers + tuple(self.style_weights)))
         if not self.layers:
@@ -97,21 +99,29 @@ class Targets:
             raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style "
                              "images; give one weight per style image.")
         with torch.no_grad():
-            self.content = model(content, self.content_layers) if content is not None else {}
+            self.content = model(content, self.content_layers, dtype=self.dtype) if content is not None else {}
             self.grams = {}  # layer -> A^l / M_style, (N, N)
             for w, image in zip(blend, styles):
-                for name, f in model(image, tuple(self.style_weights)).items():
+                for name, f in model(image, tuple(self.style_weights), dtype=self.dtype).items():
                     per_position = gram_matrix(f) / (f.shape[-2] * f.shape[-1])
                     self.grams[name] = self.grams.get(name, 0) + w * per_position
 
-    def losses(self, model: VGG19, x: torch.Tensor, alpha: float, beta: float):
-        """Total loss of image ``x`` and the per-layer terms, in one forward pass."""
-        feats = model(x, self.layers)
+    def losses(self, model: VGG19, x: torch.Tensor, alpha: float, beta: float) -> "Losses":
+        """Total loss of image ``x`` and the per-layer terms, in one forward pass.
+
+        With ``config.per_position`` (the default) each content term is eq. 1 divided by
+        M_l, the number of positions of its layer: the one factor that makes alpha/beta
+        independent of the image size (notebook 5). Otherwise eq. 1 as printed.
+        """
+        feats = model(x, self.layers, dtype=self.dtype)
         layers = {}
         content = style = x.new_zeros(())
         for name in self.content_layers:
-            layers[name] = content_loss(feats[name], self.content[name])
-            content = content + layers[name]
+            term = content_loss(feats[name], self.content[name])
+            if self.per_position:
+                term = term / (feats[name].shape[-2] * feats[name].shape[-1])  # / M_l
+            layers[name] = term
+            content = content + term
         for name, w in self.style_weights.items():
             m = feats[name].shape[-2] * feats[name].shape[-1]  # M_l of the generated image
             term = style_layer_loss(feats[name], self.grams[name] * m)
@@ -119,7 +129,16 @@ class Targets:
             style = style + w * term
         alpha = alpha if self.content_layers else 0.0
         beta = beta if self.style_weights else 0.0
-        return total_loss(content, style, alpha=alpha, beta=beta), content, style, layers
+        return Losses(total_loss(content, style, alpha=alpha, beta=beta), content, style, layers)
+
+
+class Losses(NamedTuple):
+    """What :meth:`Targets.losses` returns: 0-d tensors, and one per layer."""
+
+    total: torch.Tensor  # alpha * content + beta * style (eq. 7)
+    content: torch.Tensor  # L_content, per position unless config.per_position is False
+    style: torch.Tensor  # L_style (eq. 5)
+    layers: dict[str, torch.Tensor]  # "conv4_2" -> its content term, "conv1_1" -> E_l
 
 
 def _as_image(source, size) -> torch.Tensor | None:
