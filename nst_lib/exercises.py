@@ -5,7 +5,8 @@
 
 A check never raises: a stub that returns None (or raises NotImplementedError) gets
 "not yet" and a hint; a wrong answer gets a hint aimed at the usual mistake (a missing 1/2,
-a mean instead of a sum, the wrong axis). The exercises, by notebook:
+a mean instead of a sum, the wrong axis). Each exercise lists the mistakes it recognises in
+``EXERCISES[name].mistakes``. The exercises, by notebook:
 
 - 01: ``layer_shape(name, height, width) -> (N, H, W)``, the size of a layer's response;
 - 02: ``content_loss(F, P)``, eq. 1;
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -38,6 +39,8 @@ class Exercise:
     hint: str  # what to look at again, shown with every "not yet"
     solution: str  # source code, printed by solution(name)
     diagnose: Callable[[torch.Tensor, torch.Tensor, Case], str | None] = lambda *_: None
+    # the usual mistakes that diagnose recognises: a short name -> the hint it gives for it
+    mistakes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,17 +183,25 @@ def _layer_shape_reference(name: str, height: int, width: int) -> tuple[int, int
     return tuple(out.shape[1:])
 
 
+_LAYER_SHAPE_MISTAKES = {
+    "channels": "Look at the channels: block 1 has 64 filters, each later block twice as "
+                "many, up to 512 (64, 128, 256, 512, 512); a pool keeps the channels.",
+    "rounding": "Each pool rounds down (an odd side loses its last row or column): 37 -> 18.",
+    "pools": "{name} comes after {pools} pool{s}; each pool halves height and width, the 3x3 "
+             "convs (padding 1) keep them.",
+}
+
+
 def _layer_shape_diagnose(got, expected, case) -> str | None:
     name, height, width = case[0]
     if got[0] != expected[0]:
-        return ("Look at the channels: block 1 has 64 filters, each later block twice as "
-                "many, up to 512 (64, 128, 256, 512, 512); a pool keeps the channels.")
+        return _LAYER_SHAPE_MISTAKES["channels"]
     pools = int(name[4]) - (0 if name.startswith("pool") else 1)
     ceil = (math.ceil(height / 2**pools), math.ceil(width / 2**pools))
     if got[1:] == ceil and ceil != expected[1:]:
-        return "Each pool rounds down (an odd side loses its last row or column): 37 -> 18."
-    return (f"{name} comes after {pools} pool{'s' if pools != 1 else ''}; each pool halves "
-            "height and width, the 3x3 convs (padding 1) keep them.")
+        return _LAYER_SHAPE_MISTAKES["rounding"]
+    return _LAYER_SHAPE_MISTAKES["pools"].format(name=name, pools=pools,
+                                                 s="s" if pools != 1 else "")
 
 
 _LAYER_SHAPE_SOLUTION = '''\
@@ -210,17 +221,25 @@ def _content_cases() -> list[Case]:
             for s in range(3)]
 
 
+_CONTENT_MISTAKES = {
+    "one_number": "Eq. 1 is one number: sum the squared differences over all i and j.",
+    "half": "You are off by a factor 2: eq. 1 starts with 1/2.",
+    "mean": "Eq. 1 sums over i and j; a mean divides by the number of entries.",
+    "norm": "Square the differences and sum them; do not take the square root (a norm).",
+}
+
+
 def _content_diagnose(got, expected, case) -> str | None:
     f, p = case[0]
     if got.dim() != 0 and got.numel() != 1:
-        return "Eq. 1 is one number: sum the squared differences over all i and j."
+        return _CONTENT_MISTAKES["one_number"]
     r = _ratio(got, expected)
     if _near(r, 2.0):
-        return "You are off by a factor 2: eq. 1 starts with 1/2."
+        return _CONTENT_MISTAKES["half"]
     if _near(r, 2.0 / f.numel()) or _near(r, 1.0 / f.numel()):
-        return "Eq. 1 sums over i and j; a mean divides by the number of entries."
+        return _CONTENT_MISTAKES["mean"]
     if _near(got.item() ** 2, 2 * expected.item()) or _near(got.item() ** 2, expected.item()):
-        return "Square the differences and sum them; do not take the square root (a norm)."
+        return _CONTENT_MISTAKES["norm"]
     return None
 
 
@@ -236,23 +255,36 @@ def _gram_cases() -> list[Case]:
             for s, (n, h, w) in enumerate([(4, 3, 5), (6, 7, 2), (3, 4, 4)])]
 
 
+_GRAM_MISTAKES = {
+    "positions": "That is positions x positions (F^T F). The Gram matrix compares filters: "
+                 "with F reshaped to (N, M), G = F @ F.T, shape (N, N).",
+    "batch": "Drop the batch dimension: reshape F to (N, M) first, then G is (N, N).",
+    "shape": "Reshape the (1, N, H, W) features to F of shape (N, M = H*W), then G = F @ F.T.",
+    "divided_by_M": "Eq. 3 is a plain sum; do not divide by M (eq. 4 normalises later).",
+    "divided_by_NM": "Eq. 3 is a plain sum; do not divide by N*M (eq. 4 normalises later).",
+    "divided_by_N": "Eq. 3 is a plain sum; do not divide by N (eq. 4 normalises later).",
+    "not_symmetric": "A Gram matrix is symmetric; yours is not. Multiply F by its transpose, "
+                     "F @ F.T; reshaping F to (M, N) is not a transpose.",
+    "mixed": "Reshape straight from (1, N, H, W) to (N, H*W); moving the channel axis first "
+             "mixes filters with positions.",
+}
+
+
 def _gram_diagnose(got, expected, case) -> str | None:
     (f,) = case[0]
     n, m = f.shape[1], f.shape[2] * f.shape[3]
     if got.shape == (m, m):
-        return ("That is positions x positions (F^T F). The Gram matrix compares filters: "
-                "with F reshaped to (N, M), G = F @ F.T, shape (N, N).")
+        return _GRAM_MISTAKES["positions"]
     if got.shape in ((1, n, n), (n, n, 1)):
-        return "Drop the batch dimension: reshape F to (N, M) first, then G is (N, N)."
+        return _GRAM_MISTAKES["batch"]
     if got.shape != expected.shape:
-        return "Reshape the (1, N, H, W) features to F of shape (N, M = H*W), then G = F @ F.T."
-    for scale, what in ((m, "M"), (n * m, "N*M"), (n, "N")):
+        return _GRAM_MISTAKES["shape"]
+    for scale, key in ((m, "divided_by_M"), (n * m, "divided_by_NM"), (n, "divided_by_N")):
         if torch.allclose(got * scale, expected, rtol=1e-4):
-            return f"Eq. 3 is a plain sum; do not divide by {what} (eq. 4 normalises later)."
+            return _GRAM_MISTAKES[key]
     if not torch.allclose(got, got.T):
-        return "A Gram matrix is symmetric; yours is not. Check the order of the matmul."
-    return ("Reshape straight from (1, N, H, W) to (N, H*W); moving the channel axis first "
-            "mixes filters with positions.")
+        return _GRAM_MISTAKES["not_symmetric"]
+    return _GRAM_MISTAKES["mixed"]
 
 
 _GRAM_SOLUTION = '''\
@@ -264,27 +296,59 @@ def gram_matrix(features):
 
 def _style_cases() -> list[Case]:
     cases = []
-    for s, (n, h, w) in enumerate([(4, 3, 5), (6, 7, 2)]):
+    # N and M chosen so that no two factors of _style_factors coincide (N = 4 would look
+    # like a missing 4)
+    for s, (n, h, w) in enumerate([(5, 3, 4), (6, 7, 2)]):
         target = gram_matrix(_features(1, n, h + 2, w + 1, seed=s + 20))
         cases.append(((_features(1, n, h, w, seed=s), target), {}))
     return cases
 
 
+_STYLE_MISTAKES = {
+    "one_number": "E_l is one number: sum (G - A)^2 over all i and j.",
+    "no_4": "Eq. 4 divides by 4 N^2 M^2: the 4 is missing.",
+    "NM": "Eq. 4 divides by 4 N^2 M^2: you divided by N M (the 4 and both squares are "
+          "missing).",
+    "4NM": "Eq. 4 divides by 4 N^2 M^2 (squares): you divided by 4 N M.",
+    "no_division": "Eq. 4 divides the sum by 4 N^2 M^2.",
+    "M_not_squared": "Eq. 4 divides by 4 N^2 M^2: square M too (you divided by 4 N^2 M).",
+    "N_not_squared": "Eq. 4 divides by 4 N^2 M^2: square N too (you divided by 4 N M^2).",
+    "4_squared": "(4 N M)^2 squares the 4 as well: eq. 4 divides by 4 N^2 M^2, that is "
+                 "4 * N**2 * M**2.",
+    "precedence": "Put the denominator in brackets: x / 4 * N**2 * M**2 multiplies by "
+                  "N^2 M^2; write x / (4 * N**2 * M**2).",
+    "N_squared_twice": "You divided by N^2 once too often: 1/(4 N^2 M^2) already takes the "
+                       "mean over the N^2 entries, and M is H*W (features.numel() is N*H*W).",
+    "formula": "E_l = 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2 with G the Gram matrix of "
+               "your F.",
+}
+
+
+def _style_factors(n: int, m: int) -> list[tuple[float, str]]:
+    """got / expected for each usual mistake in eq. 4 (N filters, M positions), and its key."""
+    return [
+        (4, "no_4"),                        # / (N^2 M^2)
+        (4 * n * m, "NM"),                  # / (N M)
+        (n * m, "4NM"),                     # / (4 N M)
+        (4 * n**2 * m**2, "no_division"),   # the plain sum
+        (m, "M_not_squared"),               # / (4 N^2 M)
+        (n, "N_not_squared"),               # / (4 N M^2)
+        (1 / 4, "4_squared"),               # / (4 N M)^2
+        (n**4 * m**4, "precedence"),        # / 4 * N**2 * M**2
+        (1 / n**2, "N_squared_twice"),      # a mean on top, or M = N*H*W
+    ]
+
+
 def _style_diagnose(got, expected, case) -> str | None:
     f, _ = case[0]
     n, m = f.shape[1], f.shape[2] * f.shape[3]
-    r = _ratio(got, expected)
     if got.numel() != 1:
-        return "E_l is one number: sum (G - A)^2 over all i and j."
-    known = {4: "Eq. 4 divides by 4 N^2 M^2: the 4 is missing.",
-             4 * n * m: "Eq. 4 divides by 4 N^2 M^2 (squares): you divided by 4 N M.",
-             4 * n**2 * m**2: "Eq. 4 divides the sum by 4 N^2 M^2.",
-             1 / (n * n): "The mean over the N^2 entries is already in 1/(4 N^2 M^2).",
-             m: "M is the number of positions, H*W, in the generated image's features."}
-    for factor, message in known.items():
+        return _STYLE_MISTAKES["one_number"]
+    r = _ratio(got, expected)
+    for factor, key in _style_factors(n, m):
         if _near(r, factor):
-            return message
-    return "E_l = 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2 with G the Gram matrix of your F."
+            return _STYLE_MISTAKES[key]
+    return _STYLE_MISTAKES["formula"]
 
 
 _STYLE_SOLUTION = '''\
@@ -313,23 +377,31 @@ def _style_loss_cases() -> list[Case]:
     return cases
 
 
+_STYLE_LOSS_MISTAKES = {
+    "one_number": "L_style is one number.",
+    "unweighted": "Multiply each E_l by its weight w_l = weights[name].",
+    "mean": "Use the given weights w_l, not 1 / (number of layers).",
+    "all_layers": "Sum over the layers named in `weights` only (the others may be content "
+                  "layers).",
+    "formula": "L_style = sum over the layers in weights of weights[name] * E_l (eq. 5).",
+}
+
+
 def _style_loss_diagnose(got, expected, case) -> str | None:
     features, grams, weights = case[0]
     if got.numel() != 1:
-        return "L_style is one number."
+        return _STYLE_LOSS_MISTAKES["one_number"]
     terms = {name: float(style_layer_loss(features[name], grams[name])) for name in weights}
     guesses = {
-        "Multiply each E_l by its weight w_l = weights[name].": sum(terms.values()),
-        "Use the given weights w_l, not 1 / (number of layers).":
-            sum(terms.values()) / len(terms),
-        "Sum over the layers named in `weights` only (the others may be content layers).":
-            sum(float(style_layer_loss(features[n], g)) * weights.get(n, 1.0)
-                for n, g in grams.items()),
+        "unweighted": sum(terms.values()),
+        "mean": sum(terms.values()) / len(terms),
+        "all_layers": sum(float(style_layer_loss(features[n], g)) * weights.get(n, 1.0)
+                          for n, g in grams.items()),
     }
-    for message, value in guesses.items():
+    for key, value in guesses.items():
         if _near(got.item(), value):
-            return message
-    return "L_style = sum over the layers in weights of weights[name] * E_l (eq. 5)."
+            return _STYLE_LOSS_MISTAKES[key]
+    return _STYLE_LOSS_MISTAKES["formula"]
 
 
 _STYLE_LOSS_SOLUTION = '''\
@@ -350,6 +422,7 @@ EXERCISES: dict[str, Exercise] = {
                  "channels double after each pool, up to 512.",
             solution=_LAYER_SHAPE_SOLUTION,
             diagnose=_layer_shape_diagnose,
+            mistakes=_LAYER_SHAPE_MISTAKES,
         ),
         Exercise(
             name="content_loss",
@@ -358,6 +431,7 @@ EXERCISES: dict[str, Exercise] = {
             hint="eq. 1: L = 1/2 * sum_ij (F_ij - P_ij)^2, a sum over all filters and positions.",
             solution=_CONTENT_SOLUTION,
             diagnose=_content_diagnose,
+            mistakes=_CONTENT_MISTAKES,
         ),
         Exercise(
             name="gram_matrix",
@@ -367,6 +441,7 @@ EXERCISES: dict[str, Exercise] = {
                  "eq. 3: G_ij = sum_k F_ik F_jk, that is F @ F.T, shape (N, N).",
             solution=_GRAM_SOLUTION,
             diagnose=_gram_diagnose,
+            mistakes=_GRAM_MISTAKES,
         ),
         Exercise(
             name="style_layer_loss",
@@ -375,6 +450,7 @@ EXERCISES: dict[str, Exercise] = {
             hint="eq. 4: E = 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2, N filters, M = H*W.",
             solution=_STYLE_SOLUTION,
             diagnose=_style_diagnose,
+            mistakes=_STYLE_MISTAKES,
         ),
         Exercise(
             name="style_loss",
@@ -384,6 +460,7 @@ EXERCISES: dict[str, Exercise] = {
                  "(name -> w_l), with E_l = nst.style_layer_loss(features[name], target_grams[name]).",
             solution=_STYLE_LOSS_SOLUTION,
             diagnose=_style_loss_diagnose,
+            mistakes=_STYLE_LOSS_MISTAKES,
         ),
     ]
 }
