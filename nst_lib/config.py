@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
-STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # paper, Fig. 2
-CONTENT_LAYERS = ("conv4_2",)  # paper, Fig. 2
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # CVPR 2016, eq. 5, Fig. 3
+CONTENT_LAYERS = ("conv4_2",)  # CVPR 2016, Fig. 3
 
 
 def quick_mode() -> bool:
@@ -64,7 +64,11 @@ class Config:
 
     @property
     def ratio(self) -> float:
-        """alpha/beta, the paper's knob (Fig. 2 and 3 use 1e-3 and 1e-4)."""
+        """alpha/beta, the paper's knob.
+
+        CVPR 2016 uses 1e-3, 8e-4, 5e-3 and 5e-4 (one value per painting, Fig. 3), 1e-4 ...
+        1e-1 (Fig. 4), 1e-3 (Fig. 5 and 6) and 1e-2 (Fig. 7), all for its rescaled network.
+        """
         return self.alpha / self.beta if self.beta else float("inf")
 
     def layer_weights(self) -> dict[str, float]:

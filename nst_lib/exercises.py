@@ -248,7 +248,7 @@ def content_loss(features, target):
     return 0.5 * ((features - target) ** 2).sum()'''
 
 
-# ---------------------------------------------------------------- 03: Gram matrix, eq. 4
+# -------------------------------------------- 03: Gram matrix, eq. 3, and E_l, eq. 4
 
 def _gram_cases() -> list[Case]:
     return [((_features(1, n, h, w, seed=s),), {})

@@ -74,7 +74,7 @@ class Preprocessing:
 
 
 PREPROCESSING = {
-    # Caffe VGG19 (the paper's network): BGR, 0-255, minus the ImageNet mean pixel
+    # Caffe VGG19 (the network the paper rescales): BGR, 0-255, minus the ImageNet mean pixel
     "caffe": Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), 255.0, True),
     # torchvision's VGG19_Weights.IMAGENET1K_V1
     "torchvision": Preprocessing((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0, False),
@@ -214,8 +214,8 @@ def normalize_weights(
     is unchanged; only the scale of each filter, and with it the weight each one carries
     in eq. 1 and 4, changes. Filters silent on every image keep their scale.
 
-    Unlike the paper (ImageNet validation images, VGG's max pooling) the means are taken on
-    a few images with the ``pooling`` the model will use (a model given as ``source``
+    The paper says only "over images and positions"; here the means are taken on a few
+    images with the ``pooling`` the model will use (a model given as ``source``
     brings its own pooling and preprocessing). Returns a ``features`` state dict.
     """
     if isinstance(source, VGG19):

@@ -185,11 +185,11 @@ class Explorer(_Runner):
     """Style transfer with every knob of the method, for trying things by hand.
 
     ``Explorer(content, style)`` (default: the cat and The Starry Night), then display it
-    (last line of a cell). The controls: alpha/beta (log slider, paper units), content
-    layer, style layers, start image, steps per scale, scales (coarse-to-fine levels), size,
-    your own images (upload), Run, Stop. ``config`` sets everything the controls do not
-    (e.g. ``weights="random"`` for a quick test) and the scales' start value; ``model``
-    reuses a loaded network.
+    (last line of a cell). The controls: alpha/beta (log slider; the paper's values assume
+    its rescaled network, see notebook 5), content layer, style layers, start image, steps
+    per scale, scales (coarse-to-fine levels), size, your own images (upload), Run, Stop.
+    ``config`` sets everything the controls do not (e.g. ``weights="random"`` for a quick
+    test) and the scales' start value; ``model`` reuses a loaded network.
     """
 
     def __init__(
@@ -293,7 +293,7 @@ class Explorer(_Runner):
 
 
 class ContentReconstruction(_Runner):
-    """Paper Fig. 1 (bottom row) one layer at a time: pick a layer, press Run.
+    """CVPR 2016, Fig. 1 (bottom row) one layer at a time: pick a layer, press Run.
 
     The photo is reconstructed from white noise (``init="noise"``) by matching only that
     layer's responses (eq. 1); the original (default: the cat) is shown beside it.
