@@ -32,13 +32,13 @@ class Config:
     style_layers: tuple[str, ...] = STYLE_LAYERS  # matched by eq. 4-5
     style_weights: tuple[float, ...] | None = None  # w_l of eq. 5; None = 1/len(style_layers)
     style_blend: tuple[float, ...] | None = None  # weights of several style images; None = equal
-    # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters; 1e-3 is
-    # the middle of the paper's range (its Fig. 3 uses 5e-4 ... 5e-3, Fig. 4 1e-4 ... 1e-1)
+    # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters: 5e-4 is
+    # the paper's value for Fig. 3 E and F (its Fig. 3 uses 5e-4 ... 5e-3, Fig. 4 1e-4 ... 1e-1)
     alpha: float = 1.0
-    beta: float = 1e3
+    beta: float = 2e3
     # alpha/beta per position: eq. 1 divided by M_l (the positions of the content layer), so
     # that the same alpha/beta gives the same balance at every image size and the paper's
-    # values give the paper's pictures (notebook 5 derives it). False = eq. 1 as printed.
+    # values give the paper's progression (notebook 5 derives it). False = eq. 1 as printed.
     per_position: bool = True
     # images
     size: int | None = 256  # longest side of the result in pixels; None = content's size
