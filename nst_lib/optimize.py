@@ -122,19 +122,18 @@ class Targets:
         return total_loss(content, style, alpha=alpha, beta=beta), content, style, layers
 
 
-def _as_image(source, size) -> torch.Tensor | None:
+def _as_image(source, size, *, what: str = "image") -> torch.Tensor | None:
     if source is None:
         return None
-    if isinstance(source, torch.Tensor):
-        source = source if source.dim() == 4 else source.unsqueeze(0)
-        return img.resize(source.float(), size)
-    return img.load_image(source, size)
+    if isinstance(source, (str, os.PathLike)):
+        return img.load_image(source, size)
+    return img.resize(img.as_image(source, what=what), size)
 
 
 def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
     size = tuple(shape[-2:])
     if isinstance(init, torch.Tensor):
-        return img.resize(init.detach().float().reshape(1, 3, *init.shape[-2:]), size).to(device)
+        return img.resize(img.as_image(init, what="start image (init)"), size).to(device)
     if init == "noise":
         g = torch.Generator().manual_seed(seed)
         return torch.rand(1, 3, *size, generator=g).to(device)  # white noise in [0, 1]
@@ -190,7 +189,8 @@ def transfer(
 
     - both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
       only ``style``: style (texture) reconstruction (eq. 5).
-    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1]; the result has
+    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1] (other shapes
+      and 0-255 values: :func:`nst_lib.image.as_image`); the result has
       the content's aspect ratio with longest side ``config.size``. ``style`` may be a list
       of images, blended with the weights ``config.style_blend``.
     - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
@@ -201,9 +201,10 @@ def transfer(
     """
     config = validate(replace(config or Config(), **overrides))
     # images first: a bad file is reported before any weights are loaded or fetched
-    content_full = _as_image(content, config.size)
+    content_full = _as_image(content, config.size, what="content image")
     style_list = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else style or []
-    styles = [_as_image(s, config.style_size or config.size) for s in style_list]
+    styles = [_as_image(s, config.style_size or config.size, what="style image")
+              for s in style_list]
     if content_full is None and not styles:
         raise ValueError("Give a content image, a style image or both.")
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)

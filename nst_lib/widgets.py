@@ -26,7 +26,7 @@ import torch
 
 from . import plot
 from .config import STYLE_LAYERS, Config
-from .image import example, load_image, resize, to_pil
+from .image import as_image, example, open_image, resize, to_pil, to_tensor
 from .optimize import ImageLike, Result, Step, scale_levels, transfer
 from .vgg import CONV_LAYERS, VGG19
 
@@ -40,9 +40,13 @@ def png(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _load(source: ImageLike) -> torch.Tensor:
-    image = source if isinstance(source, torch.Tensor) else load_image(source)
-    image = image if image.dim() == 4 else image.unsqueeze(0)
+def _load(source: ImageLike, what: str = "image") -> torch.Tensor:
+    """A file or a tensor (see :func:`nst_lib.image.as_image`) as (1, 3, H, W), at most
+    MAX_SIDE px; a large file is decoded at reduced resolution, not in full."""
+    if isinstance(source, (str, os.PathLike)):
+        image = to_tensor(open_image(source, size=MAX_SIDE))
+    else:
+        image = as_image(source, what=what)
     image = resize(image, MAX_SIDE) if max(image.shape[-2:]) > MAX_SIDE else image
     return image.contiguous()  # a channels-last tensor would break L-BFGS's flat gradient
 
@@ -205,8 +209,10 @@ class Explorer(_Runner):
     ):
         super().__init__(model=model, image_every=image_every, width=384)
         self.base = config or Config()
-        self.content_image = _load(content if content is not None else example("chelsea.png"))
-        self.style_image = _load(style if style is not None else example("starry_night.jpg"))
+        self.content_image = _load(content if content is not None else example("chelsea.png"),
+                                  "content image")
+        self.style_image = _load(style if style is not None else example("starry_night.jpg"),
+                                "style image")
         ratio = min(max(self.base.ratio, 1e-6), 1e-1)
         self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
                                       description="α/β", readout_format=".0e", style=WIDE)

@@ -1,3 +1,6 @@
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +78,77 @@ def test_to_pil_clamps_and_save_round_trips(tmp_path):
     y = nst.load_image(path)
     assert torch.allclose(y, x.clamp(0, 1), atol=1 / 255)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary left over
+
+
+# ---------------------------------------------------------------------------- tensors as images
+
+
+def _pixels():
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(0, 256, (1, 3, 6, 8), generator=g, dtype=torch.uint8)
+
+
+def test_as_image_leaves_a_good_image_as_it_is_in_a_new_tensor():
+    x = _pixels().float() / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning
+        y = nst.as_image(x)
+        assert torch.equal(nst.as_image(x[0]), x)  # (3, H, W) gets its batch dimension
+    assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+
+
+def test_as_image_divides_uint8_pixels_by_255_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = nst.as_image(_pixels())
+    assert y.dtype == torch.float32 and torch.equal(y, _pixels().float() / 255)
+
+
+@pytest.mark.parametrize("make", [lambda x: x * 255, lambda x: (x * 255).double()])
+def test_as_image_reads_floats_up_to_255_as_pixels_with_a_warning(make):
+    x = _pixels().float() / 255
+    with pytest.warns(UserWarning, match=r"content image has values from 0 to 2\d\d; read them "
+                                         r"as 0-255 and divided them by 255"):
+        y = nst.as_image(make(x), what="content image")
+    assert torch.allclose(y, x)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (1, 6, 8), (1, 1, 6, 8)])
+def test_as_image_repeats_greyscale_to_three_channels_with_a_warning(shape):
+    grey = torch.rand(shape)
+    with pytest.warns(UserWarning, match=re.escape(f"style image (shape {shape}, float32) is "
+                                                   "greyscale; repeated it to 3 channels")):
+        y = nst.as_image(grey, what="style image")
+    assert y.shape == (1, 3, 6, 8) and all(torch.equal(y[0, c], grey.reshape(6, 8))
+                                           for c in range(3))
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 3), (1, 6, 8, 3)])
+def test_as_image_moves_channels_last_first_with_a_warning(shape):
+    x = torch.rand(1, 3, 6, 8)
+    last = x.permute(0, 2, 3, 1).reshape(shape)
+    with pytest.warns(UserWarning, match="has its channels last; moved them first"):
+        assert torch.equal(nst.as_image(last), x)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.full((1, 3, 6, 8), float("nan")), r"content image \(shape \(1, 3, 6, 8\), float32\) "
+                                             "holds NaN or infinite values"),
+    (torch.ones(1, 3, 6, 8) / 0, "holds NaN or infinite values"),
+    (torch.rand(1, 3, 6, 8) * 4 - 2, "values from -\\d.* to 1.*; give RGB values in \\[0, 1\\] "
+                                     "\\(or 0-255\\), not an image normalised with a mean"),
+    (torch.rand(1, 3, 6, 8) * 0.3 + 1.0, r"values from 1.* to 1.*; give RGB values in \[0, 1\] "
+                                         r"\(or 0-255\); x.clamp\(0, 1\) clips them"),
+    (torch.rand(1, 3, 6, 8) * 1000 + 256, "values from 2.* to 1.*e\\+03; give RGB"),
+    (torch.tensor([[[[-3, 200]]]]).expand(1, 3, 1, 2), "values from -3 to 200"),
+    (torch.rand(2, 3, 6, 8), r"content image is a batch of 2 images \(shape \(2, 3, 6, 8\)"),
+    (torch.rand(1, 4, 6, 8), r"content image has shape \(1, 4, 6, 8\), float32; give an RGB"),
+    (torch.rand(6, 8, 4), r"shape \(6, 8, 4\), float32; give an RGB image .*first 3 channels"),
+    (torch.rand(1, 3, 0, 8), r"shape \(1, 3, 0, 8\)"),
+    (torch.rand(3), r"shape \(3,\)"),
+    (torch.ones(1, 3, 6, 8, dtype=torch.bool), "a tensor of shape .*, bool"),
+    (np.zeros((6, 8, 3)), "content image is a ndarray; give a file path or a tensor"),
+])
+def test_as_image_refuses_what_is_not_an_image_and_says_what_it_got(bad, message):
+    with pytest.raises(nst.ImageError, match=message):
+        nst.as_image(bad, what="content image")

@@ -175,3 +175,23 @@ def test_two_styles_blend_their_gram_matrices(random_model, tiny):
     r = nst.transfer(content, [style, other], model=random_model, progress=False,
                      style_blend=(0.5, 0.5), **FAST)
     assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_tensors_passed_by_mistake_are_converted_or_refused_by_name(random_model, tiny):
+    content, style = tiny
+    settings = dict(model=random_model, progress=False, **{**FAST, "steps": 2})
+    plain = nst.transfer(content, style, **settings)
+    with pytest.warns(UserWarning) as caught:
+        mistaken = nst.transfer(content * 255, style.permute(0, 2, 3, 1), **settings)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "content image has values from" in messages and "divided them by 255" in messages
+    assert "style image (shape (1, 40, 40, 3), float32) has its channels last" in messages
+    assert torch.allclose(mistaken.image, plain.image, atol=1e-5)
+    broken = content.clone()
+    broken[0, 0, 3, 4] = float("nan")
+    with pytest.raises(nst.ImageError, match="^The content image .* holds NaN"):
+        nst.transfer(broken, style, **settings)
+    with pytest.raises(nst.ImageError, match="^The style image has values from -"):
+        nst.transfer(content, torch.randn(1, 3, 40, 40), **settings)
+    with pytest.raises(nst.ImageError, match=r"^The start image \(init\) has shape \(1, 2,"):
+        nst.transfer(content, style, **{**settings, "init": torch.rand(1, 2, 32, 48)})
