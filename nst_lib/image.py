@@ -6,6 +6,7 @@ BGR 0-255 or torchvision's mean/std) lives with the weights in :mod:`nst_lib.vgg
 
 from __future__ import annotations
 
+import difflib
 import os
 import struct
 import tempfile
@@ -48,10 +49,16 @@ def open_image(
     given (see :func:`resize`), a file of more than ``LARGE_PIXELS`` pixels is read at a
     reduced resolution that is still at least twice ``size`` (JPEGs are decoded at 1/2, 1/4
     or 1/8 scale, other files are shrunk by an integer factor), with a warning.
+
+    ``~`` is your home folder, as in a shell. A web address is refused (download the file
+    first); a missing file's message names a file of a similar name in its folder if any.
     """
-    path = Path(path)
+    if str(path).startswith(("http://", "https://", "ftp://")):
+        raise ImageError(f"{path} is a web address; download the image first and give the "
+                         "path of the file.")
+    path = Path(path).expanduser()
     if not path.exists():
-        raise ImageError(f"{path}: no such file; check the path.")
+        raise ImageError(f"{path}: no such file; check the path{_similar(path)}.")
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give the path of an image file.")
     if path.stat().st_size == 0:
@@ -96,6 +103,16 @@ def open_image(
         warnings.warn(f"{path.name} is {w}x{h} pixels; read it at {im.width}x{im.height} to "
                       "save memory.", stacklevel=2)
     return im
+
+
+def _similar(path: Path) -> str:
+    """ " (did you mean X?)" for the file in ``path``'s folder whose name is closest, or ""."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.is_file()]
+    except OSError:  # no such folder, or not readable
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f" (did you mean {path.parent / close[0]}?)" if close else ""
 
 
 def _sideways(im: Image.Image) -> bool:
@@ -257,9 +274,9 @@ def check_writable(path: str | os.PathLike) -> Path:
 
     Checks the suffix, that the folder exists, and writes (and deletes) a temporary file
     there: permission bits alone do not tell (an administrator may write anywhere, a
-    read-only disk refuses everyone).
+    read-only disk refuses everyone). ``~`` is your home folder. Returns the path to write.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     folder = path.parent
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give a file name such as {path / 'out.png'}.")

@@ -131,15 +131,19 @@ def test_as_image_moves_channels_last_first_with_a_warning(shape):
         assert torch.equal(nst.as_image(last), x)
 
 
+def _ramp(lo, hi):
+    return torch.linspace(lo, hi, 3 * 6 * 8).reshape(1, 3, 6, 8)
+
+
 @pytest.mark.parametrize("bad, message", [
     (torch.full((1, 3, 6, 8), float("nan")), r"content image \(shape \(1, 3, 6, 8\), float32\) "
                                              "holds NaN or infinite values"),
     (torch.ones(1, 3, 6, 8) / 0, "holds NaN or infinite values"),
-    (torch.rand(1, 3, 6, 8) * 4 - 2, "values from -\\d.* to 1.*; give RGB values in \\[0, 1\\] "
-                                     "\\(or 0-255\\), not an image normalised with a mean"),
-    (torch.rand(1, 3, 6, 8) * 0.3 + 1.0, r"values from 1.* to 1.*; give RGB values in \[0, 1\] "
-                                         r"\(or 0-255\); x.clamp\(0, 1\) clips them"),
-    (torch.rand(1, 3, 6, 8) * 1000 + 256, "values from 2.* to 1.*e\\+03; give RGB"),
+    (_ramp(-2, 1.5), r"values from -2 to 1.5; give RGB values in \[0, 1\] \(or 0-255\), not "
+                     "an image normalised with a mean and std or made with torch.randn"),
+    (_ramp(1, 1.3), r"values from 1 to 1.3; give RGB values in \[0, 1\] \(or 0-255\); "
+                    r"x.clamp\(0, 1\) clips them\.$"),
+    (_ramp(256, 1256), r"from 256 to 1.26e\+03; give RGB values in \[0, 1\] \(or 0-255\)\.$"),
     (torch.tensor([[[[-3, 200]]]]).expand(1, 3, 1, 2), "values from -3 to 200"),
     (torch.rand(2, 3, 6, 8), r"content image is a batch of 2 images \(shape \(2, 3, 6, 8\)"),
     (torch.rand(1, 4, 6, 8), r"content image has shape \(1, 4, 6, 8\), float32; give an RGB"),
@@ -152,3 +156,31 @@ def test_as_image_moves_channels_last_first_with_a_warning(shape):
 def test_as_image_refuses_what_is_not_an_image_and_says_what_it_got(bad, message):
     with pytest.raises(nst.ImageError, match=message):
         nst.as_image(bad, what="content image")
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+def test_a_web_address_is_refused_with_advice():
+    with pytest.raises(nst.ImageError, match="^https://example.com/cat.jpg is a web address; "
+                                             "download the image first"):
+        nst.load_image("https://example.com/cat.jpg")
+
+
+def test_a_missing_file_names_the_closest_file_in_its_folder(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "chelsea.png")
+    with pytest.raises(nst.ImageError, match=re.escape(
+            f"chelsea.jpg: no such file; check the path (did you mean {tmp_path}/chelsea.png?)")):
+        nst.load_image(tmp_path / "chelsea.jpg")
+    with pytest.raises(nst.ImageError, match=r"no such file; check the path\.$"):
+        nst.load_image(tmp_path / "zebra.webp")  # nothing like it
+    with pytest.raises(nst.ImageError, match=r"no such file; check the path\.$"):
+        nst.load_image(tmp_path / "no" / "folder.png")
+
+
+def test_a_path_from_the_home_folder_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    Image.new("RGB", (5, 4)).save(tmp_path / "cat.png")
+    assert nst.load_image("~/cat.png").shape == (1, 3, 4, 5)
+    assert nst.save_image(torch.zeros(1, 3, 4, 5), "~/out.png") == tmp_path / "out.png"
+    assert nst.load_image(tmp_path / "out.png").shape == (1, 3, 4, 5)
