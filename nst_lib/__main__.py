@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     from .optimize import transfer  # imported late: torch takes a moment
 
     names = {f.name for f in fields(Config)}
-    config = Config(**{k: v for k, v in vars(args).items() if k in names})
     try:
+        config = Config(**{k: v for k, v in vars(args).items() if k in names})
         out = check_writable(args.output)  # before the run, not after minutes of work
         _check_device(args.device)
         result = transfer(args.content, args.style, config, progress=not args.quiet)

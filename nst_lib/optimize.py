@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import image as img
-from .config import Config
+from .config import Config, require_layers
 from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
 from .vgg import VGG19, check_layers, vgg19
 
@@ -207,6 +207,7 @@ def transfer(
               for s in style_list]
     if content_full is None and not styles:
         raise ValueError("Give a content image, a style image or both.")
+    require_layers(config, content=content_full is not None, style=bool(styles))
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
     device = next(model.parameters()).device
     content_full = content_full.to(device) if content_full is not None else None
@@ -338,14 +339,16 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_2", **overrides) -
     """
     overrides.setdefault("init", "noise")
     overrides.setdefault("scales", 1)
-    return transfer(content=image, content_layers=(layer,), **overrides)
+    return transfer(content=image, content_layers=layer, **overrides)
 
 
 def reconstruct_style(image: ImageLike, layers=("conv1_1",), **overrides) -> Result:
     """Paper Fig. 1 (top): a texture from white noise whose Gram matrices match ``image``.
 
+    ``layers``: names, or one name (``"conv2_1"``).
+
     Single scale from white noise, as in the paper, unless overridden.
     """
     overrides.setdefault("init", "noise")
     overrides.setdefault("scales", 1)
-    return transfer(style=image, style_layers=tuple(layers), **overrides)
+    return transfer(style=image, style_layers=layers, **overrides)

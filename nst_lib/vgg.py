@@ -42,8 +42,13 @@ CONV_LAYERS = tuple(name for name in LAYERS if name.startswith("conv"))
 
 
 def check_layers(names) -> tuple[str, ...]:
-    """Return the names as a tuple, or raise ValueError listing the valid names."""
-    names = (names,) if isinstance(names, str) else tuple(names)
+    """Return the names as a tuple, or raise ValueError listing the valid names.
+
+    One name ("conv4_2") or names separated by commas ("conv1_1, conv2_1") count as a list.
+    """
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    names = tuple(names)
     unknown = [n for n in names if n not in LAYERS]
     if unknown:
         raise ValueError(
@@ -122,7 +127,7 @@ class VGG19(nn.Module):
         wanted = {LAYERS[name]: name for name in check_layers(layers)}
         x = self.preprocessing(image).contiguous(memory_format=torch.channels_last)
         out = {}
-        for index, module in enumerate(self.features[: max(wanted) + 1]):
+        for index, module in enumerate(self.features[: max(wanted, default=-1) + 1]):
             x = module(x)
             if index in wanted:
                 out[wanted[index]] = x

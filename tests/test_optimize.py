@@ -35,6 +35,27 @@ def test_content_and_style_reconstruction_use_one_term_each(random_model, tiny):
     assert set(r.history[0]["layers"]) == {"conv1_1", "conv2_1"} and r.image.shape == style.shape
 
 
+def test_one_layer_name_is_one_layer_not_its_letters(random_model, tiny):
+    content, style = tiny
+    r = nst.reconstruct_style(style, "conv2_1", model=random_model, progress=False, **FAST)
+    assert set(r.history[0]["layers"]) == {"conv2_1"} and r.config.style_layers == ("conv2_1",)
+    r = nst.reconstruct_content(content, ["conv3_1"], model=random_model, progress=False, **FAST)
+    assert r.config.content_layers == ("conv3_1",)
+    r = nst.transfer(content, style, model=random_model, progress=False, style_layers="conv1_1",
+                     **FAST)
+    assert set(r.history[0]["layers"]) == {"conv4_2", "conv1_1"}
+
+
+@pytest.mark.parametrize("layers, message", [
+    (dict(style_layers=()), "style_layers is empty, so the style image would be ignored"),
+    (dict(content_layers=""), "content_layers is empty, so the content image would be ignored"),
+])
+def test_an_empty_list_of_layers_for_a_given_image_is_an_error_in_words(random_model, tiny,
+                                                                       layers, message):
+    with pytest.raises(ValueError, match=message):
+        nst.transfer(*tiny, model=random_model, progress=False, **{**FAST, **layers})
+
+
 def test_same_seed_same_result(random_model, tiny):
     content, style = tiny
     kw = dict(model=random_model, progress=False, **{**FAST, "init": "noise"})
