@@ -20,7 +20,8 @@ import torch.nn as nn
 import torchvision
 
 from .image import DATA_DIR, load_image, resize
-from .weights import WeightsError, cache_dir, caffe_weights, load_weights, save_weights
+from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
+                      save_to_cache)
 
 
 def _layer_table() -> dict[str, int]:
@@ -212,8 +213,10 @@ def _state_dict(weights: str, pooling: str) -> tuple[dict[str, torch.Tensor] | N
     if weights == "caffe-normalized":  # computed once per pooling and images, then cached
         path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id()}.pth"
         if not path.is_file():
-            state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
-            save_weights(state, path, "caffe")
+            with cache_lock(path):  # another process may be computing the same file
+                if not path.is_file():
+                    state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
+                    save_to_cache(state, path, "caffe")
         return load_weights(path)[0], "caffe"
     if weights == "torchvision":
         try:
