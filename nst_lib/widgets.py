@@ -26,7 +26,7 @@ import torch
 
 from . import plot
 from .config import STYLE_LAYERS, Config
-from .image import as_image, example, open_image, resize, to_pil, to_tensor
+from .image import ImageError, as_image, example, open_image, resize, to_pil, to_tensor
 from .optimize import ImageLike, Result, Step, scale_levels, transfer
 from .vgg import CONV_LAYERS, VGG19
 
@@ -54,20 +54,21 @@ def _load(source: ImageLike, what: str = "image") -> torch.Tensor:
 def load_upload(upload: w.FileUpload) -> torch.Tensor | None:
     """The file chosen in a ``FileUpload`` as an RGB tensor (1, 3, H, W), or None if none.
 
-    The bytes go through :func:`nst_lib.load_image` (via a temporary file), so uploads get
-    the same checks and conversions as files on disk (EXIF rotation, greyscale, alpha).
+    The bytes go through the checks and conversions of files on disk (EXIF rotation,
+    greyscale, alpha, size limits; a large picture is read at reduced resolution), via a
+    temporary file of the upload's name; messages name the uploaded file, not that one.
     """
     if not upload.value:
         return None
     item = upload.value[-1]
-    suffix = Path(item["name"]).suffix or ".png"
-    fd, name = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(bytes(item["content"]))
-        return _load(name)
-    finally:
-        os.unlink(name)
+    name = Path(item["name"]).name or "upload"
+    with tempfile.TemporaryDirectory(prefix="nst_upload_") as folder:
+        path = Path(folder) / name
+        path.write_bytes(bytes(item["content"]))
+        try:
+            return _load(path)
+        except ImageError as err:
+            raise ImageError(str(err).replace(str(path), name)) from None
 
 
 WIDE = {"description_width": "90px"}  # room for the longest label, "content layer"
@@ -280,8 +281,10 @@ class Explorer(_Runner):
     def _uploaded(self, change) -> None:
         upload = change["owner"]
         try:
-            image = load_upload(upload)
-        except Exception as err:  # an unreadable file: say why, keep the previous image
+            with warnings.catch_warnings(record=True) as caught:  # shown in the status line
+                warnings.simplefilter("always")
+                image = load_upload(upload)
+        except Exception as err:  # not an image, or too large: say why, keep the last one
             self._failed(err)
             return
         if image is None:
@@ -292,7 +295,8 @@ class Explorer(_Runner):
         else:
             self.style_image = image
             self.style_preview.value = png(resize(image, 160))
-        self.status.value = f"Loaded {upload.value[-1]['name']}. Press Run."
+        notes = "".join(f" {w.message}" for w in caught)
+        self.status.value = html.escape(f"Loaded {upload.value[-1]['name']}.{notes} Press Run.")
 
     def finished(self, result: Result) -> None:
         self.losses.value = plot.to_png(plot.loss_curves(result))
