@@ -232,9 +232,7 @@ def _lock(f: IO[bytes], *, wait: bool) -> bool:
 
 
 def _unlock(f: IO[bytes]) -> None:
-    if fcntl is not None:
-        fcntl.flock(f, fcntl.LOCK_UN)
-    else:
+    if fcntl is None:  # flock's lock goes with the file, when it is closed
         import msvcrt
 
         f.seek(0)

@@ -1,6 +1,8 @@
 import errno
 import os
 import re
+import sys
+import types
 
 import h5py
 import numpy as np
@@ -154,6 +156,25 @@ def test_two_processes_fetch_the_weights_once(tmp_path, two_processes):
     waited = [err for _, _, err in results if "Waiting for another process to finish" in err]
     assert len(waited) == 1 and str(path) in waited[0]
     assert W.load_weights(path)[1] == "caffe"
+
+
+def test_without_fcntl_the_lock_polls_msvcrt_until_it_is_free(tmp_path, monkeypatch, capsys):
+    """Windows has no fcntl: the lock is msvcrt's, tried every half second (simulated)."""
+    calls = []
+
+    def locking(fd, mode, nbytes):
+        calls.append(mode)
+        if mode == "try" and calls.count("try") <= 2:  # held by another process twice
+            raise OSError(errno.EACCES, "Permission denied")
+
+    fake = types.SimpleNamespace(locking=locking, LK_NBLCK="try", LK_UNLCK="unlock")
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    monkeypatch.setattr(W, "fcntl", None)
+    monkeypatch.setattr(W.time, "sleep", lambda s: calls.append(f"sleep {s}"))
+    with W.cache_lock(tmp_path / W.CACHE_FILE):
+        calls.append("inside")
+    assert calls == ["try", "try", "sleep 0.5", "try", "inside", "unlock"]
+    assert "Waiting for another process to finish" in capsys.readouterr().err
 
 
 FAILURES = {
