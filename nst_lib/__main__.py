@@ -7,29 +7,54 @@ Errors are one line on stderr with a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
 import sys
 import warnings
 from dataclasses import fields
+from pathlib import Path
 
 from .config import Config
 from .image import ImageError, check_writable
 from .weights import WeightsError, caffe_weights
 
 
+DEFAULT_OUTPUT = "out.png"
+INPUTS = {"content": "content image", "style": "style image", "weights": "weights file"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as all errors here, and a guess at a typo."""
+
+    def error(self, message: str):
+        typo = re.match(r"unrecognized arguments: (-\S+)", message)
+        options = [option for action in self._actions for option in action.option_strings]
+        close = difflib.get_close_matches(typo.group(1), options, n=1) if typo else []
+        _error(message + (f" (did you mean {close[0]}?)" if close else "")
+               + f"; see {self.prog} --help")
+        sys.exit(2)
+
+
 def _layers(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one layer name, e.g. conv4_2 or "
+                                         "conv1_1,conv2_1")
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
     d = Config()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m nst_lib",
         description="Paint the content of one image in the style of another "
                     "(Gatys, Ecker and Bethge 2016).",
     )
     p.add_argument("content", nargs="?", help="content image (a photo)")
     p.add_argument("style", nargs="?", help="style image (a painting)")
-    p.add_argument("-o", "--output", default="out.png", help="output image (default: out.png)")
+    p.add_argument("-o", "--output", help=f"output image, replaced if it exists (default: "
+                   f"{DEFAULT_OUTPUT}, or out-1.png ... if that exists)")
     p.add_argument("--size", type=int, default=d.size, help=f"longest side in px (default {d.size})")
     p.add_argument("--style-size", type=int, default=None, help="longest side of the style image")
     p.add_argument("--steps", type=int, default=d.steps, help=f"loss evaluations per scale (default {d.steps})")
@@ -81,6 +106,43 @@ def _check_device(name: str) -> None:
         ) from None
 
 
+def _output(args: argparse.Namespace) -> Path:
+    """The file to write: ``-o`` as given, unless it is one of the input files (which it
+    would destroy: compared as files, so links and other spellings of the path count).
+    Without ``-o``: out.png, or out-1.png, out-2.png ... so that a file nobody named is
+    never replaced."""
+    if args.output is None:
+        return _unused(Path(DEFAULT_OUTPUT))
+    out = Path(args.output).expanduser()
+    for name, what in INPUTS.items():
+        given = getattr(args, name)
+        if os.path.exists(out) and os.path.exists(given) and os.path.samefile(out, given):
+            other = out.with_name(f"{out.stem}_styled.png")
+            raise ValueError(f"-o {args.output} is the {what}; the result would replace it. "
+                             f"Give another name, e.g. -o {other}")
+    return out
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or the first of path-1, path-2 ... (before the suffix) that does not exist."""
+    n, candidate = 0, path
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def _save(result, out: Path, *, named: bool) -> Path:
+    """Save the result to ``out`` and say so when that replaces a file; a file the user did
+    not name is not replaced even when it appeared during the run (another run's)."""
+    out = out if named else _unused(out)
+    replacing = os.path.lexists(out)
+    result.save(out)
+    if replacing:
+        print(f"replaced existing {out}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     args = parser().parse_args(argv)
@@ -93,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     from .optimize import transfer  # imported late: torch takes a moment
 
     names = {f.name for f in fields(Config)}
-    config = Config(**{k: v for k, v in vars(args).items() if k in names})
     try:
-        out = check_writable(args.output)  # before the run, not after minutes of work
+        config = Config(**{k: v for k, v in vars(args).items() if k in names})
+        out = check_writable(_output(args))  # before the run, not after minutes of work
         _check_device(args.device)
         result = transfer(args.content, args.style, config, progress=not args.quiet)
-        result.save(out)
+        out = _save(result, out, named=args.output is not None)
     except (ImageError, WeightsError, ValueError, OSError) as err:
         _error(err)
         return 2

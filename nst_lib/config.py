@@ -7,8 +7,12 @@ Override a field with ``dataclasses.replace(nst.Config(), steps=50)`` or with ke
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass, fields, replace
+
+from .vgg import check_layers
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # CVPR 2016, eq. 5, Fig. 3
 CONTENT_LAYERS = ("conv4_2",)  # CVPR 2016, Fig. 3
@@ -28,8 +32,10 @@ class Config:
     """Everything that decides the outcome of a run."""
 
     # layers (paper names) and their weights
+    # one name or "conv1_1,conv2_1" counts as a list of names (see __post_init__)
     content_layers: tuple[str, ...] = CONTENT_LAYERS  # matched by eq. 1
     style_layers: tuple[str, ...] = STYLE_LAYERS  # matched by eq. 4-5
+    # the next two are > 0 (blend: >= 0, not all 0) and divided by their sum if it is not 1
     style_weights: tuple[float, ...] | None = None  # w_l of eq. 5; None = 1/len(style_layers)
     style_blend: tuple[float, ...] | None = None  # weights of several style images; None = equal
     # eq. 7: alpha * L_content + beta * L_style. Only the ratio alpha/beta matters: 5e-4 is
@@ -62,6 +68,24 @@ class Config:
     # (about 1.9x faster, same errors: benchmarks/), else float32; "float32", "bfloat16", "float16"
     precision: str = "auto"
 
+    def __post_init__(self) -> None:
+        """Check the layers and weights as soon as they are set, and store them as tuples.
+
+        ``style_layers="conv1_1"`` means the layer conv1_1 (not the letters c, o, n ...).
+        Unknown or repeated layer names are refused. ``style_weights`` and ``style_blend``
+        only weigh the layers (the style images) against each other, so when they do not
+        sum to 1 they are divided by their sum, with a warning: beta alone sets how much
+        the style counts.
+        """
+        set_field = object.__setattr__  # the dataclass is frozen
+        set_field(self, "content_layers", layer_names(self.content_layers, "content_layers"))
+        set_field(self, "style_layers", layer_names(self.style_layers, "style_layers"))
+        if self.style_weights is not None:
+            set_field(self, "style_weights", _shares(self.style_weights, "style_weights",
+                                                     zero=False))
+        if self.style_blend is not None:
+            set_field(self, "style_blend", _shares(self.style_blend, "style_blend", zero=True))
+
     @property
     def ratio(self) -> float:
         """alpha/beta, the paper's knob.
@@ -81,6 +105,60 @@ class Config:
                 f"{len(self.style_layers)}; give one weight per style layer."
             )
         return dict(zip(self.style_layers, self.style_weights))
+
+
+def layer_names(names, field: str = "layers") -> tuple[str, ...]:
+    """Layer names as a tuple: a list or tuple of names, one name ("conv4_2") or names
+    separated by commas ("conv1_1, conv2_1"); unknown or repeated names are refused."""
+    if not isinstance(names, str):
+        given = names
+        try:
+            names = tuple(names)
+        except TypeError:  # not a list of any kind, e.g. a number
+            names = (names,)
+        if not all(isinstance(name, str) for name in names):
+            raise ValueError(f"{field} must be layer names such as ('conv1_1', 'conv2_1'), "
+                             f"got {given!r}.")
+    names = check_layers(names)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{field} names {', '.join(repeated)} more than once; give each "
+                         "layer once.")
+    return names
+
+
+def _shares(weights, field: str, *, zero: bool) -> tuple[float, ...]:
+    """``weights`` as floats that sum to 1 (divided by their sum, with a warning, if they
+    do not); negative, infinite or all-zero weights (and zeros, unless ``zero``) are refused."""
+    try:
+        values = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a list of numbers, got {weights!r}.") from None
+    allowed = "finite and >= 0" if zero else "positive and finite"
+    if not all(math.isfinite(w) and (w > 0 or zero and w == 0) for w in values):
+        advice = "" if zero else "; leave a layer out of style_layers instead of weighing it 0"
+        raise ValueError(f"{field} must be {allowed}, got {weights!r}{advice}.")
+    total = sum(values)
+    if total == 0:
+        raise ValueError(f"{field} cannot all be 0, got {weights!r}.")
+    if abs(total - 1) > 1e-6:
+        values = tuple(w / total for w in values)
+        warnings.warn(f"{field} {weights!r} sum to {total:g}; divided them by their sum, to "
+                      f"({', '.join(f'{w:.3g}' for w in values)}): only their ratios matter "
+                      "(beta sets how much the style counts).", stacklevel=4)
+    return values
+
+
+def require_layers(config: Config, *, content: bool, style: bool) -> None:
+    """Refuse an empty list of layers for an image that is given: it would be ignored."""
+    if style and not config.style_layers:
+        raise ValueError("style_layers is empty, so the style image would be ignored; name at "
+                         "least one layer, e.g. style_layers=('conv1_1', 'conv2_1'), or give "
+                         "no style image.")
+    if content and not config.content_layers:
+        raise ValueError("content_layers is empty, so the content image would be ignored; name "
+                         "a layer, e.g. content_layers=('conv4_2',), or give no content image "
+                         "(alpha=0 keeps its size and start without matching it).")
 
 
 def split_settings(config: Config | None, kwargs: dict) -> tuple[Config, dict]:

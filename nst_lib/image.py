@@ -6,6 +6,7 @@ BGR 0-255 or torchvision's mean/std) lives with the weights in :mod:`nst_lib.vgg
 
 from __future__ import annotations
 
+import difflib
 import os
 import struct
 import tempfile
@@ -48,10 +49,16 @@ def open_image(
     given (see :func:`resize`), a file of more than ``LARGE_PIXELS`` pixels is read at a
     reduced resolution that is still at least twice ``size`` (JPEGs are decoded at 1/2, 1/4
     or 1/8 scale, other files are shrunk by an integer factor), with a warning.
+
+    ``~`` is your home folder, as in a shell. A web address is refused (download the file
+    first); a missing file's message names a file of a similar name in its folder if any.
     """
-    path = Path(path)
+    if str(path).startswith(("http://", "https://", "ftp://")):
+        raise ImageError(f"{path} is a web address; download the image first and give the "
+                         "path of the file.")
+    path = Path(path).expanduser()
     if not path.exists():
-        raise ImageError(f"{path}: no such file; check the path.")
+        raise ImageError(f"{path}: no such file; check the path{_similar(path)}.")
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give the path of an image file.")
     if path.stat().st_size == 0:
@@ -98,6 +105,16 @@ def open_image(
     return im
 
 
+def _similar(path: Path) -> str:
+    """ " (did you mean X?)" for the file in ``path``'s folder whose name is closest, or ""."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.is_file()]
+    except OSError:  # no such folder, or not readable
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f" (did you mean {path.parent / close[0]}?)" if close else ""
+
+
 def _sideways(im: Image.Image) -> bool:
     """True when the EXIF orientation says the picture is stored rotated by 90 degrees."""
     return im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS
@@ -121,6 +138,69 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def as_image(x: torch.Tensor, *, what: str = "image") -> torch.Tensor:
+    """A tensor given as an image, as a new RGB tensor (1, 3, H, W), float32 in [0, 1].
+
+    The tensors most often passed by mistake are converted, with a warning that says so,
+    instead of quietly painting a grey, black or white picture:
+
+    - uint8 (or other integer) pixels 0-255 are divided by 255 (no warning: this is how
+      pixels are usually stored);
+    - floats above 1.5 and none below -0.5 (``x * 255``, pixels turned into floats) are read
+      as 0-255 and divided by 255;
+    - greyscale, (H, W), (1, H, W) or (1, 1, H, W), is repeated to 3 channels;
+    - channels last, (H, W, 3) or (1, H, W, 3) as numpy and matplotlib store pictures, is
+      permuted to channels first;
+    - (3, H, W) gets its batch dimension (no warning); values at most 1% outside [0, 1]
+      (rounding) are clamped.
+
+    Refused with an :class:`ImageError` that names ``what`` and what was found: NaN or
+    infinite values; other values outside [0, 1] (an image normalised with a mean and std,
+    ``torch.randn``); a batch of several images; any other shape; anything not a tensor.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ImageError(f"The {what} is a {type(x).__name__}; give a file path or a tensor "
+                         "(1, 3, H, W) in [0, 1] (torch.from_numpy turns an array into one).")
+    found = f"shape {tuple(x.shape)}, {str(x.dtype).removeprefix('torch.')}"
+    x = x.detach()
+    if x.dim() in (2, 3):
+        x = x.reshape(1, *([1] if x.dim() == 2 else []), *x.shape)
+    if x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        warnings.warn(f"The {what} ({found}) has its channels last; moved them first, to "
+                      "(1, 3, H, W).", stacklevel=2)
+        x = x.permute(0, 3, 1, 2)
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or x.numel() == 0:
+        raise ImageError(f"The {what} has {found}; give an RGB image of shape (1, 3, H, W) "
+                         "or (3, H, W) (of an RGBA image, its first 3 channels).")
+    if x.shape[0] != 1:
+        raise ImageError(f"The {what} is a batch of {x.shape[0]} images ({found}); give one, "
+                         "e.g. x[:1].")
+    if x.shape[1] == 1:
+        warnings.warn(f"The {what} ({found}) is greyscale; repeated it to 3 channels (RGB).",
+                      stacklevel=2)
+        x = x.expand(1, 3, *x.shape[-2:])
+    if x.dtype == torch.bool or x.is_complex():
+        raise ImageError(f"The {what} is a tensor of {found}; give RGB values in [0, 1].")
+    integer = not x.is_floating_point()
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ImageError(f"The {what} ({found}) holds NaN or infinite values; check the "
+                         "computation that made it.")
+    lo, hi = x.min().item(), x.max().item()
+    scale = 255 if integer or (hi > 1.5 and lo > -0.5) else 1  # 0-255 or [0, 1]
+    if lo / scale < -0.01 or hi / scale > 1.01:
+        hint = (", not an image normalised with a mean and std or made with torch.randn "
+                "(torch.rand is uniform in [0, 1])" if lo < 0
+                else "; x.clamp(0, 1) clips them" if hi <= 1.5 else "")
+        raise ImageError(f"The {what} has values from {lo:.3g} to {hi:.3g}; give RGB values in "
+                         f"[0, 1] (or 0-255){hint}.")
+    if scale == 255 and not integer:
+        warnings.warn(f"The {what} has values from {lo:.3g} to {hi:.3g}; read them as 0-255 "
+                      "and divided them by 255. Give values in [0, 1] to avoid this.",
+                      stacklevel=2)
+    return (x / scale).clamp(0, 1).contiguous()
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
@@ -194,9 +274,9 @@ def check_writable(path: str | os.PathLike) -> Path:
 
     Checks the suffix, that the folder exists, and writes (and deletes) a temporary file
     there: permission bits alone do not tell (an administrator may write anywhere, a
-    read-only disk refuses everyone).
+    read-only disk refuses everyone). ``~`` is your home folder. Returns the path to write.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     folder = path.parent
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give a file name such as {path / 'out.png'}.")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import image as img
-from .config import Config
+from .config import Config, require_layers
 from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
 from .vgg import VGG19, check_layers, resolve_precision, vgg19
 
@@ -141,19 +141,18 @@ class Losses(NamedTuple):
     layers: dict[str, torch.Tensor]  # "conv4_2" -> its content term, "conv1_1" -> E_l
 
 
-def _as_image(source, size) -> torch.Tensor | None:
+def _as_image(source, size, *, what: str = "image") -> torch.Tensor | None:
     if source is None:
         return None
-    if isinstance(source, torch.Tensor):
-        source = source if source.dim() == 4 else source.unsqueeze(0)
-        return img.resize(source.float(), size)
-    return img.load_image(source, size)
+    if isinstance(source, (str, os.PathLike)):
+        return img.load_image(source, size)
+    return img.resize(img.as_image(source, what=what), size)
 
 
 def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
     size = tuple(shape[-2:])
     if isinstance(init, torch.Tensor):
-        return img.resize(init.detach().float().reshape(1, 3, *init.shape[-2:]), size).to(device)
+        return img.resize(img.as_image(init, what="start image (init)"), size).to(device)
     if init == "noise":
         g = torch.Generator().manual_seed(seed)
         return torch.rand(1, 3, *size, generator=g).to(device)  # white noise in [0, 1]
@@ -209,7 +208,8 @@ def transfer(
 
     - both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
       only ``style``: style (texture) reconstruction (eq. 5).
-    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1]; the result has
+    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1] (other shapes
+      and 0-255 values: :func:`nst_lib.image.as_image`); the result has
       the content's aspect ratio with longest side ``config.size``. ``style`` may be a list
       of images, blended with the weights ``config.style_blend``.
     - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
@@ -220,11 +220,13 @@ def transfer(
     """
     config = validate(replace(config or Config(), **overrides))
     # images first: a bad file is reported before any weights are loaded or fetched
-    content_full = _as_image(content, config.size)
+    content_full = _as_image(content, config.size, what="content image")
     style_list = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else style or []
-    styles = [_as_image(s, config.style_size or config.size) for s in style_list]
+    styles = [_as_image(s, config.style_size or config.size, what="style image")
+              for s in style_list]
     if content_full is None and not styles:
         raise ValueError("Give a content image, a style image or both.")
+    require_layers(config, content=content_full is not None, style=bool(styles))
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
     device = next(model.parameters()).device
     content_full = content_full.to(device) if content_full is not None else None
@@ -356,14 +358,16 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_2", **overrides) -
     """
     overrides.setdefault("init", "noise")
     overrides.setdefault("scales", 1)
-    return transfer(content=image, content_layers=(layer,), **overrides)
+    return transfer(content=image, content_layers=layer, **overrides)
 
 
 def reconstruct_style(image: ImageLike, layers=("conv1_1",), **overrides) -> Result:
     """Paper Fig. 1 (top): a texture from white noise whose Gram matrices match ``image``.
 
+    ``layers``: names, or one name (``"conv2_1"``).
+
     Single scale from white noise, as in the paper, unless overridden.
     """
     overrides.setdefault("init", "noise")
     overrides.setdefault("scales", 1)
-    return transfer(style=image, style_layers=tuple(layers), **overrides)
+    return transfer(style=image, style_layers=layers, **overrides)

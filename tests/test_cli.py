@@ -1,12 +1,25 @@
+import os
+import shutil
 import subprocess
 import sys
 import warnings
 
 import pytest
 import torch
+from PIL import Image
 
 import nst_lib as nst
+import nst_lib.optimize as opt
 from nst_lib.__main__ import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Images of a few dozen pixels run faster on one thread (and share a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _cli(*args):
@@ -41,8 +54,6 @@ def test_a_run_writes_the_png(tmp_path, capsys):
 
 
 def test_ctrl_c_still_writes_the_image_so_far(tmp_path, monkeypatch, capsys):
-    import nst_lib.optimize as opt
-
     real = opt.Targets.losses
 
     def interrupted_after_two(self, *args, _calls=[]):
@@ -70,3 +81,147 @@ def test_caffe_stylisation_from_the_command_line(tmp_path):
     result = nst.load_image(out)
     content = nst.load_image("data/chelsea.png", 96)
     assert result.shape == content.shape and not torch.allclose(result, content, atol=0.05)
+
+
+# ---------------------------------------------------------------------------- in this process
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    """A folder with a photo and a painting, as the current directory."""
+    shutil.copy("data/chelsea.png", tmp_path / "photo.png")
+    shutil.copy("data/starry_night.jpg", tmp_path / "painting.jpg")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line here, quickly: (exit code, stdout, stderr)."""
+    def run(*args):
+        fast = ["--weights", "random", "--device", "cpu", "--quiet", "--size", "32",
+                "--steps", "2", "--scales", "1"]  # the arguments given come after: they win
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="weights='random'")
+            try:
+                code = main([*fast, *map(str, args)])
+            except SystemExit as exit:  # argparse's errors end the program there
+                code = exit.code
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return code, out, err
+    return run
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _no_run(*args, **kwargs):
+    raise AssertionError("the run started")
+
+
+@pytest.mark.parametrize("output, what", [
+    ("photo.png", "content image"),
+    ("./photo.png", "content image"),  # another spelling of the same path
+    ("{folder}/photo.png", "content image"),
+    ("link.png", "content image"),  # a symbolic link to it
+    ("hard.png", "content image"),  # a hard link: the same file under another name
+    ("painting.jpg", "style image"),
+])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(folder, cli, monkeypatch,
+                                                                  output, what):
+    os.symlink("photo.png", "link.png")
+    os.link("photo.png", "hard.png")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    monkeypatch.setattr(opt, "transfer", _no_run)
+    code, _, err = cli("photo.png", "painting.jpg", "-o", output.format(folder=folder))
+    line = _one_error_line(err)
+    assert code == 2 and f"is the {what}; the result would replace it" in line
+    assert "Give another name, e.g. -o " in line
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
+
+
+def test_an_input_given_through_a_link_is_refused_as_output(folder, cli, monkeypatch):
+    os.symlink("photo.png", "link.png")
+    monkeypatch.setattr(opt, "transfer", _no_run)
+    code, _, err = cli("link.png", "painting.jpg", "-o", "photo.png")
+    assert code == 2 and "-o photo.png is the content image" in _one_error_line(err)
+
+
+def test_a_named_output_that_exists_is_replaced_and_the_user_told(folder, cli):
+    (folder / "out.png").write_bytes(b"an older picture")
+    code, stdout, _ = cli("photo.png", "painting.jpg", "-o", "out.png")
+    assert code == 0 and stdout.splitlines()[0] == "replaced existing out.png"
+    assert nst.load_image(folder / "out.png").shape == (1, 3, 21, 32)
+    code, stdout, _ = cli("photo.png", "painting.jpg", "-o", "new.png")
+    assert code == 0 and "replaced" not in stdout and stdout.startswith("Wrote new.png")
+
+
+def test_without_output_an_existing_out_png_is_never_replaced(folder, cli):
+    (folder / "out.png").write_bytes(b"someone's picture")
+    (folder / "out-1.png").write_bytes(b"another one")
+    code, stdout, _ = cli("photo.png", "painting.jpg")
+    assert code == 0 and stdout.startswith("Wrote out-2.png") and "replaced" not in stdout
+    assert (folder / "out.png").read_bytes() == b"someone's picture"
+    assert (folder / "out-1.png").read_bytes() == b"another one"
+    assert nst.load_image(folder / "out-2.png").shape == (1, 3, 21, 32)
+
+
+def test_an_unnamed_output_that_appears_during_the_run_is_not_replaced(folder, cli,
+                                                                      monkeypatch):
+    real = opt.transfer
+
+    def another_run_writes_out_png(*args, **kwargs):
+        (folder / "out.png").write_bytes(b"written meanwhile")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opt, "transfer", another_run_writes_out_png)
+    code, stdout, _ = cli("photo.png", "painting.jpg")
+    assert code == 0 and stdout.startswith("Wrote out-1.png")
+    assert (folder / "out.png").read_bytes() == b"written meanwhile"
+
+
+@pytest.mark.parametrize("name, fmt", [("OUT.PNG", "PNG"), ("result.JPG", "JPEG"),
+                                       ("result.Jpeg", "JPEG")])
+def test_an_output_suffix_in_capitals_is_understood(folder, cli, name, fmt):
+    code, _, _ = cli("photo.png", "painting.jpg", "-o", name)
+    with Image.open(folder / name) as im:
+        assert code == 0 and im.format == fmt
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--style-layers", ""], "error: argument --style-layers: give at least one layer name, "
+                             "e.g. conv4_2 or conv1_1,conv2_1; see python -m nst_lib --help"),
+    (["--content-layers", " , "], "error: argument --content-layers: give at least one layer"),
+    (["--style-layers", "conv1_1,conv1_1"], "style_layers names conv1_1 more than once"),
+    (["--size", "abc"], "error: argument --size: invalid int value: 'abc'; see python -m "
+                        "nst_lib --help"),
+    (["--size", "0"], "size must be a positive number of pixels, got 0"),
+    (["--steps", "-5"], "steps must be at least 1, got -5"),
+    (["--stpes", "3"], "error: unrecognized arguments: --stpes 3 (did you mean --steps?)"),
+    (["--init", "Noise"], "argument --init: invalid choice: 'Noise'"),
+])
+def test_every_bad_setting_is_one_line_of_advice(folder, cli, args, message):
+    code, _, err = cli("photo.png", "painting.jpg", *args)
+    assert code == 2 and message in _one_error_line(err)
+    assert sorted(p.name for p in folder.iterdir()) == ["painting.jpg", "photo.png"]
+
+
+def test_missing_images_are_one_line(folder, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["photo.png"])
+    assert exit.value.code == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        "error: give a CONTENT and a STYLE image (or --fetch-weights); see python -m nst_lib "
+        "--help")
+
+
+def test_a_web_address_as_content_is_one_line_of_advice(folder, cli):
+    code, _, err = cli("https://example.com/cat.jpg", "painting.jpg", "-o", "cat.png")
+    assert code == 2 and _one_error_line(err) == (
+        "error: https://example.com/cat.jpg is a web address; download the image first and "
+        "give the path of the file.")
+    assert not (folder / "cat.png").exists()

@@ -90,6 +90,49 @@ def test_caffe_normalized_is_computed_once_and_kept_in_the_cache(
     assert all(torch.equal(state[k], again[k]) for k in state)
 
 
+RACE = """
+import os
+import time
+
+import torch
+import torchvision
+
+from nst_lib import vgg
+from nst_lib.weights import save_weights
+
+torch.manual_seed(0)
+state = torchvision.models.vgg19().features.state_dict()  # the same in both processes
+plain = save_weights(state, vgg.cache_dir() / f"plain_{os.getpid()}.pth", "caffe")
+vgg.caffe_weights = lambda: plain
+vgg.calibration_images = lambda: [torch.rand(1, 3, 32, 32)]
+normalize = vgg.normalize_weights
+
+
+def slow_normalize(*args, **kwargs):
+    with open(os.environ["NORMALIZE_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)
+    return normalize(*args, **kwargs)
+
+
+vgg.normalize_weights = slow_normalize
+start_together()
+state, _ = vgg._state_dict("caffe-normalized", "avg")
+print(float(state["0.bias"].sum()))
+"""
+
+
+def test_two_processes_compute_the_normalized_weights_once(tmp_path, two_processes):
+    log = tmp_path / "normalize.log"
+    (tmp_path / "cache").mkdir()
+    results = two_processes(RACE, NST_CACHE=str(tmp_path / "cache"), NORMALIZE_LOG=str(log))
+    for code, _, err in results:
+        assert code == 0, err
+    assert len(log.read_text().splitlines()) == 1  # computed once, read by the other process
+    assert results[0][1] == results[1][1]  # the same weights
+    assert len(list((tmp_path / "cache").glob("vgg19_caffe_normalized_avg_*.pth"))) == 1
+
+
 def test_other_calibration_images_give_other_weights_and_other_cache_keys(
         random_model, calibration, tmp_path, monkeypatch):
     monkeypatch.setenv("NST_CACHE", str(tmp_path))

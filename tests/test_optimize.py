@@ -35,6 +35,27 @@ def test_content_and_style_reconstruction_use_one_term_each(random_model, tiny):
     assert set(r.history[0]["layers"]) == {"conv1_1", "conv2_1"} and r.image.shape == style.shape
 
 
+def test_one_layer_name_is_one_layer_not_its_letters(random_model, tiny):
+    content, style = tiny
+    r = nst.reconstruct_style(style, "conv2_1", model=random_model, progress=False, **FAST)
+    assert set(r.history[0]["layers"]) == {"conv2_1"} and r.config.style_layers == ("conv2_1",)
+    r = nst.reconstruct_content(content, ["conv3_1"], model=random_model, progress=False, **FAST)
+    assert r.config.content_layers == ("conv3_1",)
+    r = nst.transfer(content, style, model=random_model, progress=False, style_layers="conv1_1",
+                     **FAST)
+    assert set(r.history[0]["layers"]) == {"conv4_2", "conv1_1"}
+
+
+@pytest.mark.parametrize("layers, message", [
+    (dict(style_layers=()), "style_layers is empty, so the style image would be ignored"),
+    (dict(content_layers=""), "content_layers is empty, so the content image would be ignored"),
+])
+def test_an_empty_list_of_layers_for_a_given_image_is_an_error_in_words(random_model, tiny,
+                                                                       layers, message):
+    with pytest.raises(ValueError, match=message):
+        nst.transfer(*tiny, model=random_model, progress=False, **{**FAST, **layers})
+
+
 def test_same_seed_same_result(random_model, tiny):
     content, style = tiny
     kw = dict(model=random_model, progress=False, **{**FAST, "init": "noise"})
@@ -175,3 +196,23 @@ def test_two_styles_blend_their_gram_matrices(random_model, tiny):
     r = nst.transfer(content, [style, other], model=random_model, progress=False,
                      style_blend=(0.5, 0.5), **FAST)
     assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_tensors_passed_by_mistake_are_converted_or_refused_by_name(random_model, tiny):
+    content, style = tiny
+    settings = dict(model=random_model, progress=False, **{**FAST, "steps": 2})
+    plain = nst.transfer(content, style, **settings)
+    with pytest.warns(UserWarning) as caught:
+        mistaken = nst.transfer(content * 255, style.permute(0, 2, 3, 1), **settings)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "content image has values from" in messages and "divided them by 255" in messages
+    assert "style image (shape (1, 40, 40, 3), float32) has its channels last" in messages
+    assert torch.allclose(mistaken.image, plain.image, atol=1e-5)
+    broken = content.clone()
+    broken[0, 0, 3, 4] = float("nan")
+    with pytest.raises(nst.ImageError, match="^The content image .* holds NaN"):
+        nst.transfer(broken, style, **settings)
+    with pytest.raises(nst.ImageError, match="^The style image has values from -"):
+        nst.transfer(content, torch.randn(1, 3, 40, 40), **settings)
+    with pytest.raises(nst.ImageError, match=r"^The start image \(init\) has shape \(1, 2,"):
+        nst.transfer(content, style, **{**settings, "init": torch.rand(1, 2, 32, 48)})

@@ -20,6 +20,13 @@ def test_unknown_layer_names_are_reported_with_the_valid_ones():
         nst.check_layers(["conv1_1", "conv6_1"])
 
 
+def test_the_model_takes_one_name_names_separated_by_commas_or_none(random_model):
+    x = torch.rand(1, 3, 32, 32)
+    assert list(random_model(x, "conv2_1")) == ["conv2_1"]  # not the letters c, o, n ...
+    assert set(random_model(x, "conv1_1, conv2_1")) == {"conv1_1", "conv2_1"}
+    assert random_model(x, []) == {}
+
+
 def test_no_in_place_relu_can_overwrite_stored_features(random_model):
     assert not any(getattr(m, "inplace", False) for m in random_model.modules())
 

