@@ -36,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _steps(text: str) -> int | tuple[int, ...]:
+    """"50" -> 50 at every scale; "100,50,20" -> one number per scale, coarsest first."""
+    try:
+        numbers = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of evaluations; give e.g. 50 or 100,50,20") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
 def _layers(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     if not names:
@@ -57,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
                    f"{DEFAULT_OUTPUT}, or out-1.png ... if that exists)")
     p.add_argument("--size", type=int, default=d.size, help=f"longest side in px (default {d.size})")
     p.add_argument("--style-size", type=int, default=None, help="longest side of the style image")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"loss evaluations per scale (default {d.steps})")
+    p.add_argument("--steps", type=_steps, default=d.steps,
+                   help="loss evaluations per scale: N, or one per scale coarsest first "
+                        f"(default {','.join(map(str, d.steps))})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"content weight (default {d.alpha:g})")
     p.add_argument("--beta", type=float, default=d.beta, help=f"style weight (default {d.beta:g}); "
                    "the paper's knob is alpha/beta")
@@ -152,13 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("give a CONTENT and a STYLE image (or --fetch-weights)")
     import torch
 
-    from .optimize import transfer  # imported late: torch takes a moment
+    from .optimize import check_cost, transfer  # imported late: torch takes a moment
 
     names = {f.name for f in fields(Config)}
     try:
         config = Config(**{k: v for k, v in vars(args).items() if k in names})
         out = check_writable(_output(args))  # before the run, not after minutes of work
         _check_device(args.device)
+        cost = check_cost(args.content, args.style, config)  # refuses what cannot fit
+        if not args.quiet:
+            print(f"This run needs {cost}.", flush=True)
         result = transfer(args.content, args.style, config, progress=not args.quiet)
         out = _save(result, out, named=args.output is not None)
     except (ImageError, WeightsError, ValueError, OSError) as err:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields, replace
 
 from .vgg import check_layers
 
+MIN_COARSE = 64  # px, longest side of the coarsest level of coarse-to-fine
+
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # CVPR 2016, eq. 5, Fig. 3
 CONTENT_LAYERS = ("conv4_2",)  # CVPR 2016, Fig. 3
 
@@ -52,7 +54,10 @@ class Config:
     # optimisation
     optimizer: str = "lbfgs"  # "lbfgs" (paper) or "adam"
     lr: float | None = None  # None = 1.0 for L-BFGS, 0.02 for Adam
-    steps: int = 50  # loss evaluations per scale (150 in all with scales=3)
+    # loss evaluations per scale: one number for every scale, or one per scale, coarsest
+    # first; the default spends most at the coarse scales, which cost 1/16 and 1/4 of a
+    # full-size evaluation (benchmarks/)
+    steps: int | tuple[int, ...] = (100, 50, 20)
     init: str = "content"  # "noise" (paper), "content" or "style"
     seed: int = 0
     scales: int = 3  # coarse-to-fine levels, each half the next; coarsest >= 64 px (not in paper)
@@ -78,6 +83,8 @@ class Config:
         the style counts.
         """
         set_field = object.__setattr__  # the dataclass is frozen
+        if isinstance(self.steps, list):
+            set_field(self, "steps", tuple(self.steps))
         set_field(self, "content_layers", layer_names(self.content_layers, "content_layers"))
         set_field(self, "style_layers", layer_names(self.style_layers, "style_layers"))
         if self.style_weights is not None:
@@ -168,3 +175,22 @@ def split_settings(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
     settings = {k: v for k, v in kwargs.items() if k in names}
     others = {k: v for k, v in kwargs.items() if k not in names}
     return replace(config or Config(), **settings), others
+
+
+def _as_tuple(steps) -> tuple:
+    return tuple(steps) if isinstance(steps, (tuple, list)) else (steps,)
+
+
+def steps_per_scale(config: Config, levels: int) -> tuple[int, ...]:
+    """Loss evaluations at each of ``levels`` scales, coarsest first: ``config.steps`` at
+    every scale, or the last ``levels`` of its numbers when it gives one per scale (fewer
+    scales, or a small image, skip the coarsest, not the finest)."""
+    if isinstance(config.steps, int):
+        return (config.steps,) * levels
+    return tuple(config.steps)[-levels:]
+
+
+def scale_levels(longest_side: int, scales: int) -> int:
+    """How many coarse-to-fine levels a run of this size uses: at most ``scales``, and no
+    level whose longest side is below MIN_COARSE px (tiny levels lose the content's layout)."""
+    return max(1, min(scales, 1 + int(math.log2(max(longest_side, 1) / MIN_COARSE))))

@@ -209,6 +209,25 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
     return data.view(im.height, im.width, 3).permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
+def result_shape(source: torch.Tensor | str | os.PathLike,
+                 size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """(H, W) that ``source`` (a tensor, or a file whose header alone is read) will have at
+    ``size``, for costing a run before any image is decoded or resized."""
+    if isinstance(source, torch.Tensor):
+        h, w = source.shape[-2:] if source.dim() != 3 or source.shape[0] in (1, 3) \
+            else source.shape[:2]  # (H, W, 3): see as_image
+    else:
+        try:
+            with Image.open(Path(source).expanduser()) as im:
+                w, h = im.size
+                if _sideways(im):
+                    h, w = w, h
+        except Exception:  # unreadable: open_image says why, in words
+            open_image(source)
+            raise
+    return (int(h), int(w)) if size is None else target_shape(int(h), int(w), size)
+
+
 def target_shape(h: int, w: int, size: int | tuple[int, int]) -> tuple[int, int]:
     """(H, W) that ``size`` gives an h x w image: an int is the longest side, a pair is (H, W)."""
     if isinstance(size, int):

@@ -24,18 +24,30 @@ from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_w
                       save_to_cache)
 
 
+# VGG19's conv part as torchvision describes it: channels of each 3x3 conv, "M" a pooling
+CFG: list = torchvision.models.vgg.cfgs["E"]  # [64, 64, "M", 128, 128, "M", 256, ...]
+
+
 def _layer_table() -> dict[str, int]:
-    """Paper name -> index in ``vgg19().features`` whose output is that layer's value."""
-    table, block, conv = {}, 1, 0
-    for index, module in enumerate(torchvision.models.vgg19().features):
-        if isinstance(module, nn.Conv2d):
-            conv += 1
-        elif isinstance(module, nn.ReLU):
-            table[f"conv{block}_{conv}"] = index  # the rectified response
-        elif isinstance(module, nn.MaxPool2d):
+    """Paper name -> index in ``vgg19().features`` whose output is that layer's value.
+
+    Read from :data:`CFG` (each conv is a Conv2d and a ReLU, each "M" a pooling), without
+    building the network."""
+    table, block, conv, index = {}, 1, 0, 0
+    for item in CFG:
+        if item == "M":
             table[f"pool{block}"] = index
-            block, conv = block + 1, 0
+            block, conv, index = block + 1, 0, index + 1
+        else:
+            conv += 1
+            table[f"conv{block}_{conv}"] = index + 1  # the rectified response (after the ReLU)
+            index += 2
     return table
+
+
+def _features() -> nn.Sequential:
+    """An untrained ``vgg19().features`` (the conv part only, without the classifier)."""
+    return torchvision.models.vgg.make_layers(CFG)
 
 
 LAYERS: dict[str, int] = _layer_table()  # conv1_1 -> 1, conv1_2 -> 3, pool1 -> 4, ...
@@ -228,7 +240,7 @@ def normalize_weights(
         model, state = source, source.features.state_dict()
     else:
         state = source
-        features = torchvision.models.vgg19(weights=None).features
+        features = _features()
         features.load_state_dict(state, strict=True)
         model = VGG19(features, PREPROCESSING[preprocessing], pooling)
     device = next(model.parameters()).device
@@ -303,7 +315,7 @@ def vgg19(
     state, preprocessing = _state_dict(str(weights), pooling)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        features = torchvision.models.vgg19(weights=None).features
+        features = _features()
     if state is not None:
         features.load_state_dict(state, strict=True)
     return VGG19(features, PREPROCESSING[preprocessing], pooling).to(resolve_device(device))

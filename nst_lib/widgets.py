@@ -27,7 +27,7 @@ import torch
 from . import plot
 from .config import STYLE_LAYERS, Config
 from .image import ImageError, as_image, example, open_image, resize, to_pil, to_tensor
-from .optimize import ImageLike, Result, Step, scale_levels, transfer
+from .optimize import ImageLike, Result, Step, scale_levels, steps_per_scale, transfer
 from .vgg import CONV_LAYERS, VGG19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
@@ -119,7 +119,7 @@ class _Runner:
         else:
             self._stop = threading.Event()
             longest = config.size or max(content.shape[-2:])
-            self.progress.max = config.steps * scale_levels(longest, config.scales)
+            self.progress.max = sum(steps_per_scale(config, scale_levels(longest, config.scales)))
             self.progress.value = 0
             self.progress.bar_style = ""
             self.run_button.disabled, self.stop_button.disabled = True, False

@@ -170,7 +170,8 @@ def test_real_transfer_moves_the_image_towards_the_style(caffe_model):
 
 def test_style_targets_are_eq_4_and_rescaled_to_the_results_size(random_model):
     x, same, larger = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 64, 48)
-    config = nst.Config(content_layers=(), style_layers=("conv1_1", "conv3_1"))
+    config = nst.Config(content_layers=(), style_layers=("conv1_1", "conv3_1"),
+                        precision="float32")
     feats = random_model(x, config.style_layers)
     for style in (same, larger):
         targets = nst.Targets(random_model, config, style=style)

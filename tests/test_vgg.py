@@ -94,3 +94,38 @@ def test_random_weights_warn_that_pictures_will_not_look_right():
     nst.vgg19.cache_clear()
     with pytest.warns(UserWarning, match="will not look like style transfer"):
         nst.vgg19("random", device="cpu", seed=1)
+
+
+def test_precision_is_decided_by_the_hardware(monkeypatch):
+    import nst_lib.vgg as vgg
+
+    monkeypatch.setattr(vgg, "native_bfloat16", lambda: True)
+    assert vgg.resolve_precision("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(vgg, "native_bfloat16", lambda: False)
+    assert vgg.resolve_precision("auto", "cpu") == torch.float32
+    assert vgg.resolve_precision("float32", "cpu") == torch.float32
+    assert vgg.resolve_precision("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        vgg.resolve_precision("fp8", "cpu")
+
+
+def test_native_bfloat16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import nst_lib.vgg as vgg
+
+    real = vgg.Path
+    for flags, expected in (("fpu sse2 avx512f avx512_bf16", True), ("fpu sse2 avx2", False)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor : 0\nflags : {flags}\n")
+        monkeypatch.setattr(vgg, "Path", lambda p, info=info: info if p == "/proc/cpuinfo"
+                            else real(p))
+        assert vgg.native_bfloat16() is expected
+
+
+def test_bfloat16_features_are_float32_and_close(random_model):
+    x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0))
+    exact = random_model(x, ["conv1_1", "conv4_2"])
+    fast = random_model(x, ["conv1_1", "conv4_2"], dtype=torch.bfloat16)
+    for name in exact:
+        assert fast[name].dtype == torch.float32
+        err = (fast[name] - exact[name]).norm() / exact[name].norm()
+        assert 0 < err < 0.03  # bfloat16 keeps 8 bits of mantissa: ~0.4% per value
