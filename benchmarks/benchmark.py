@@ -1,21 +1,19 @@
 """How fast is nst_lib, and how good are its pictures for the time? Prints one table.
 
-    python benchmarks/benchmark.py                 # 256 and 512 px (about 10 minutes on 2 cores)
+    python benchmarks/benchmark.py                 # 256, 512 and 1024 px (about 20 minutes)
     python benchmarks/benchmark.py --sizes 256     # one size
 
 On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
 - the floor: median time of one forward pass to the deepest used layer (conv5_1) plus the
-  backward pass to the input image;
-- nst_lib's median time per loss evaluation, as a ratio to that floor;
-- for transfer at each size, nst_lib's default settings against a plain loop (the PyTorch
-  tutorial's recipe: L-BFGS without line search from the content image, 300 evaluations,
-  single scale, same alpha/beta and layers): wall time, evaluations, peak memory (RSS of a
-  fresh process per run), and two errors measured by one fixed judge network (Caffe VGG19
-  with max pooling, whatever the run used) at full resolution:
-  - style error: relative Gram error ||G(x) - G(s)|| / ||G(s)||, Gram matrices divided by
-    the number of positions, averaged over conv1_1 ... conv5_1;
-  - content error: relative feature error ||F(x) - F(c)|| / ||F(c)|| at conv4_2.
-"""
+  backward pass to the input image, in the default precision;
+- nst_lib's median time per loss evaluation (its defaults), as a ratio to that floor;
+- for a transfer at each size: nst_lib's defaults, the same in float32 (``precision=
+  "float32"``) and a plain loop (the PyTorch tutorial's recipe: L-BFGS without line search
+  from the content image, 300 evaluations, one scale, float32, same alpha/beta and layers;
+  only up to ``--plain-up-to`` px): wall time, the time estimate, evaluations, peak memory
+  (RSS of a fresh process per run) next to :func:`nst_lib.cost.estimate`, and the style
+  error, content error and palette of :mod:`measure`.
+""""""
 
 from __future__ import annotations
 
@@ -31,30 +29,17 @@ from dataclasses import replace
 import torch
 
 import nst_lib as nst
+from measure import judge
+from nst_lib.cost import estimate
+from nst_lib.vgg import resolve_precision
 
 CONTENT, STYLE = "chelsea.png", "starry_night.jpg"
 PLAIN_EVALS = 300
 
 
-def judge(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
-    """Style and content errors of ``image`` by one fixed network (see the module docstring)."""
-    net = nst.vgg19("caffe", pooling="max", device="cpu")
-    layers = nst.STYLE_LAYERS + ("conv4_2",)
-    with torch.no_grad():
-        fx, fc, fs = (net(t, layers) for t in (image, content, style))
-
-        def gram(f):
-            return nst.gram_matrix(f) / (f.shape[-1] * f.shape[-2])
-
-        style_err = statistics.mean(
-            ((gram(fx[n]) - gram(fs[n])).norm() / gram(fs[n]).norm()).item()
-            for n in nst.STYLE_LAYERS)
-        content_err = ((fx["conv4_2"] - fc["conv4_2"]).norm() / fc["conv4_2"].norm()).item()
-    return {"style_err": style_err, "content_err": content_err}
-
-
 def plain_loop(content, style, config: nst.Config) -> tuple[torch.Tensor, int]:
     """The baseline: the PyTorch tutorial's L-BFGS loop, written out."""
+    config = replace(config, precision="float32")  # the tutorial's float32
     model = nst.vgg19(config.weights, pooling=config.pooling, device="cpu")
     targets = nst.Targets(model, config, content, style)
     x = content.clone().requires_grad_(True)
@@ -75,12 +60,18 @@ def plain_loop(content, style, config: nst.Config) -> tuple[torch.Tensor, int]:
     return x.detach().clamp(0, 1), evals[0]
 
 
+KINDS = {"nst_lib": {}, "float32": {"precision": "float32"}}  # the defaults, the float32 path
+
+
 def one_run(kind: str, size: int) -> dict:
     """A single transfer in this process (the parent starts a fresh one for each)."""
     torch.manual_seed(0)
-    config = nst.Config(size=size)
+    config = nst.Config(size=size, **KINDS.get(kind, {}))
     content = nst.load_image(nst.example(CONTENT), size)
     style = nst.load_image(nst.example(STYLE), size)
+    dtype = resolve_precision(config.precision, "cpu") if kind != "plain" else torch.float32
+    plain = replace(config, steps=PLAIN_EVALS, scales=1) if kind == "plain" else config
+    predicted = estimate(tuple(content.shape[-2:]), plain, "cpu", dtype)
     nst.vgg19(config.weights, pooling=config.pooling, device="cpu")  # load before timing
     start = time.perf_counter()
     if kind == "plain":
@@ -88,10 +79,11 @@ def one_run(kind: str, size: int) -> dict:
     else:
         result = nst.transfer(content, style, config, progress=False, device="cpu")
         image, evals = result.image, len(result.history)
-        nst.save_image(image, f"benchmarks/out_{size}.png")
+        nst.save_image(image, f"benchmarks/out_{kind}_{size}.png")
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"kind": kind, "size": size, "seconds": seconds, "evals": evals, "peak_mb": peak_mb,
+            "estimate_mb": predicted.memory_mb, "estimate_s": predicted.seconds,
             **judge(image, content, style)}
 
 
@@ -106,12 +98,13 @@ def floor_and_overhead(size: int, rounds: int = 3, repeats: int = 6) -> dict:
     content = nst.load_image(nst.example(CONTENT), size)
     style = nst.load_image(nst.example(STYLE), size)
     deepest = max(config.style_layers + config.content_layers, key=nst.LAYERS.get)
+    dtype = resolve_precision(config.precision, "cpu")
     floors, evals = [], []
     for _ in range(rounds):
         for i in range(repeats + 1):
             x = content.clone().requires_grad_(True)
             start = time.perf_counter()
-            model(x, [deepest])[deepest].sum().backward()
+            model(x, [deepest], dtype=dtype)[deepest].sum().backward()
             if i:  # the first pass of a round warms up
                 floors.append(time.perf_counter() - start)
         result = nst.transfer(content, style, replace(config, steps=repeats + 2, scales=1),
@@ -123,30 +116,41 @@ def floor_and_overhead(size: int, rounds: int = 3, repeats: int = 6) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--plain-up-to", type=int, default=512,
+                        help="run the plain loop at sizes up to this (it is slow)")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_run(args.one[0], int(args.one[1]))))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{resolve_precision('auto', 'cpu')} by default")
     o = floor_and_overhead(256)
     print(f"floor (forward to conv5_1 + backward, 256 px): {o['floor'] * 1000:.0f} ms; "
           f"nst_lib per evaluation: {o['per_eval'] * 1000:.0f} ms "
           f"= {o['per_eval'] / o['floor']:.2f} x floor")
-    header = f"{'size':>5} {'run':>8} {'seconds':>8} {'evals':>6} {'peak MB':>8} {'style err':>10} {'content err':>12}"
-    print(header)
+    print(f"{'size':>5} {'run':>8} {'seconds':>8} {'est. s':>7} {'evals':>6} {'peak MB':>8} "
+          f"{'est. MB':>8} {'style err':>10} {'content err':>12} {'palette':>8}")
     for size in args.sizes:
         rows = {}
-        for kind in ("nst_lib", "plain"):
+        for kind in ("nst_lib", "float32", "plain"):
+            if kind == "plain" and size > args.plain_up_to:
+                continue
             out = subprocess.run([sys.executable, __file__, "--one", kind, str(size)],
                                  capture_output=True, text=True, check=True)
             r = rows[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {r['evals']:>6} {r['peak_mb']:>8.0f} "
-                  f"{r['style_err']:>10.3f} {r['content_err']:>12.3f}", flush=True)
-        a, b = rows["nst_lib"], rows["plain"]
-        print(f"{size:>5} {'ratio':>8} {a['seconds'] / b['seconds']:>8.2f} {'':>6} {'':>8} "
-              f"{a['style_err'] / b['style_err']:>10.2f} {a['content_err'] / b['content_err']:>12.2f}")
+            print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {r['estimate_s']:>7.0f} "
+                  f"{r['evals']:>6} {r['peak_mb']:>8.0f} {r['estimate_mb']:>8.0f} "
+                  f"{r['style_err']:>10.3f} {r['content_err']:>12.3f} {r['palette']:>8.3f}",
+                  flush=True)
+        for other in ("float32", "plain"):
+            if other in rows:
+                a, b = rows["nst_lib"], rows[other]
+                print(f"{size:>5} {'/' + other:>8} {a['seconds'] / b['seconds']:>8.2f} {'':>7} "
+                      f"{'':>6} {a['peak_mb'] / b['peak_mb']:>8.2f} {'':>8} "
+                      f"{a['style_err'] / b['style_err']:>10.2f} "
+                      f"{a['content_err'] / b['content_err']:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -82,11 +82,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: 1 L-BFGS, 0.02 Adam)")
     p.add_argument("--pooling", choices=["avg", "max"], default=d.pooling)
     p.add_argument("--weights", default=d.weights,
-                   help="caffe (default), torchvision, random, or a state dict file")
+                   help="caffe-normalized (default: the paper's rescaled network), caffe (as "
+                        "trained), torchvision, random, or a state dict file")
     p.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine levels")
     p.add_argument("--tol", type=float, default=d.tol, help="stop early below this relative improvement")
     p.add_argument("--time-limit", type=float, default=None, help="seconds")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
+                   default=d.precision, help="what VGG19 computes in (default auto: bfloat16 "
+                   "where the CPU or GPU has it natively, else float32)")
+    p.add_argument("--per-position", action=argparse.BooleanOptionalAction,
+                   default=d.per_position, help="read alpha/beta per position of the content "
+                   "layer (default); --no-per-position: eq. 1 as printed")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--fetch-weights", action="store_true",
