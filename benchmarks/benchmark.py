@@ -13,7 +13,7 @@ On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
   only up to ``--plain-up-to`` px): wall time, the time estimate, evaluations, peak memory
   (RSS of a fresh process per run) next to :func:`nst_lib.cost.estimate`, and the style
   error, content error and palette of :mod:`measure`.
-""""""
+"""
 
 from __future__ import annotations
 

@@ -9,9 +9,17 @@ Departures from the paper, each a :class:`~nst_lib.config.Config` field you can 
   paper's Fig. 6 shows the start changes little; starting from the photo converges faster.
 - ``scales=3`` (coarse-to-fine: optimise at 1/4 and 1/2 size first, upsample, refine) is a
   speed lever the paper does not use: the coarse scales cost 1/16 and 1/4 of a full-size
-  evaluation and lay out the large brush strokes, so few full-size evaluations are needed.
+  evaluation and lay out the large brush strokes, so few full-size evaluations are needed:
+  ``steps=(100, 50, 20)`` spends most evaluations where they are cheap.
   ``scales=1`` is the paper's single-scale optimisation.
+- ``per_position=True``: alpha/beta is read per position of the content layer
+  (:meth:`Targets.losses`), so that it means the same at every image size.
+- ``precision="auto"``: VGG19 computes in bfloat16 where the hardware has it; the losses
+  are computed in float32 as written.
 - ``tol`` (stop when the loss stops improving) is off by default.
+
+Before any image is decoded or resized, :func:`check_cost` estimates the run's memory and
+refuses one that cannot fit (:mod:`nst_lib.cost`).
 """
 
 from __future__ import annotations
