@@ -27,7 +27,8 @@ import torch
 from . import plot
 from .config import STYLE_LAYERS, Config
 from .image import ImageError, as_image, example, open_image, resize, to_pil, to_tensor
-from .optimize import ImageLike, Result, Step, scale_levels, steps_per_scale, transfer
+from .optimize import (ImageLike, Result, Step, check_cost, scale_levels, steps_per_scale,
+                       transfer)
 from .vgg import CONV_LAYERS, VGG19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
@@ -114,6 +115,7 @@ class _Runner:
         self.result, self.error = None, None
         try:
             content, style, config = self.job()
+            cost = check_cost(content, style, config, self.model)  # too large: refused here
         except Exception as err:  # bad settings: say so in the widget, not in a traceback
             self._failed(err)
         else:
@@ -123,7 +125,7 @@ class _Runner:
             self.progress.value = 0
             self.progress.bar_style = ""
             self.run_button.disabled, self.stop_button.disabled = True, False
-            self.status.value = "Running..."
+            self.status.value = f"Running: needs {html.escape(str(cost))} ..."
             self.thread = threading.Thread(target=self._work, args=(content, style, config),
                                            daemon=True)
             self.thread.start()

@@ -214,3 +214,15 @@ def test_content_reconstruction_matches_only_the_chosen_layer(model):
 def test_an_error_message_is_escaped_for_the_status_line(explorer):
     explorer._failed(ValueError("<script>"))
     assert "&lt;script&gt;" in explorer.status.value and "<script>" not in explorer.status.value
+
+
+def test_the_explorer_shows_the_cost_and_refuses_what_cannot_fit(explorer, monkeypatch):
+    result = explorer.run(wait=True)
+    assert result is not None and explorer.error is None
+    import nst_lib.cost as cost
+
+    monkeypatch.setattr(cost, "available_mb", lambda device="cpu": 100.0)  # less than the base
+    explorer.run()
+    assert explorer.thread is None or not explorer.running
+    assert isinstance(explorer.error, ValueError) and "use size=" in str(explorer.error)
+    assert "use size=" in explorer.status.value
