@@ -1,95 +1,97 @@
-"""The paper's experiments, and the controls that came after it: one function per figure.
+"""The figures of notebook 5: the CVPR 2016 paper's, one call each, and a few controls.
 
-Notebook 5 calls these; each runs its transfers through the disk cache
-(:mod:`nst_lib.cache`), so a figure computed once shows at once. Compute everything the
-notebook shows ahead of time (e.g. the evening before class) with::
+Figure numbers are those of the CVPR 2016 paper (Gatys, Ecker and Bethge, pp. 2414-2423).
+The grid of style layer sets by alpha/beta is the preprint's Fig. 3 (arXiv:1508.06576).
+
+Each figure is an entry of :data:`EXPERIMENTS`: a table of runs, ``{title: changes}``, where
+``changes`` names the images (``content``, default :data:`PHOTO`, and ``style``: files in
+``data/``, a tuple for several styles), alpha/beta (``ratio``), optionally ``color`` (a
+method of :func:`nst_lib.color.transfer_preserving_color`) or ``calibration`` (the images to
+normalise the network on, :func:`calibrated_weights`), and any :class:`~nst_lib.Config`
+fields that differ from :attr:`Settings.config`. :func:`results`
+runs them through the disk cache (:mod:`nst_lib.cache`) and :func:`figure` draws them, so a
+figure computed once shows at once. Compute everything notebook 5 shows ahead of time
+(e.g. the evening before class) with::
 
     python -m nst_lib.experiments --precompute
 
-Run functions return ``{title: Result}``; :func:`row` draws them. :func:`tradeoff_grid` and
-:func:`normalisation_grid` return a whole figure.
-
-**alpha/beta "per position".** Eq. 1 sums over the M_l positions of the content layer while
-eq. 4 divides by M_l^2, so with the equations as written the weight of the content term
-grows with the image's area and no fixed alpha/beta means the same thing at two sizes.
-Measured on chelsea.png and starry_night.jpg (:func:`magnitudes`, :func:`normalisation_grid`):
-
-- VGG19 as trained (``weights="caffe"``): its filters' responses differ in scale by orders
-  of magnitude, and E_l with them (photo against painting: ~5e5 at conv1_1, 3e7 at conv2_1,
-  1e7 at conv3_1, 9e8 at conv4_1, 1e4 at conv5_1), so conv4_1 dominates the style loss. At
-  128 px the paper's 1e-5, 1e-4 and 1e-3 all give the painting's texture, only 1e-2 shows
-  the cat; at 256 px eq. 1 is 4 times larger and 1e-3 gives a good transfer.
-- the normalised network (``weights="caffe-normalized"``, every filter's mean response 1):
-  all E_l are ~0.5-6, eq. 1 of a noise image is ~1.6e6 at 128 px (6.6e6 at 256 px). With
-  the paper's values the cat dominates everywhere; the progression happens at 1e-7 ... 1e-5
-  at 128 px, i.e. about M_l = 160 (the positions of conv4_2) times lower.
-- the normalised network with alpha/beta per position of the content layer
-  (``alpha = ratio / M_l``, :func:`alpha_per_position`): the paper's 1e-5 gives texture,
-  1e-4 texture with a hint of the cat, 1e-3 the cat in the painting's style and 1e-2 mostly
-  the photo, as in its Fig. 4 (and Fig. 2 at 1e-3). Both terms are then independent of the
-  image size (eq. 1 per position of noise: ~1e4 at 128 and at 256 px), so a ratio means
-  the same at any size.
-
-That last setting is what the notebook uses, so its ratios are the paper's.
+alpha/beta is in the paper's units: the content term is eq. 1 per position of the content
+layer (``Config.per_position``, derived in notebook 5), and each run sets alpha = 1 and
+beta = 1 / ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from . import plot
 from .cache import cached_transfer, directory
 from .color import transfer_preserving_color
 from .config import STYLE_LAYERS, Config, quick_mode
-from .image import example, load_image, resize, target_shape, to_pil
+from .image import example, load_image, resize, target_shape
 from .optimize import Result, Targets
-from .vgg import LAYERS, vgg19
+from .vgg import LAYERS, calibration_id, normalize_weights, vgg19
+from .weights import cache_dir, cache_lock, caffe_weights, load_weights, save_to_cache
 
-PAPER_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)  # the columns of the paper's Fig. 4
-LAYER_SETS = tuple(STYLE_LAYERS[:k] for k in range(1, 6))  # its rows: conv1_1, ... conv1_1-conv5_1
 Runner = Callable[..., Result]
+
+PHOTO = "kodim23.png"  # stands in for the paper's photo of the Neckarfront in Tuebingen
+# CVPR Fig. 3 B, C, D and F: (painter, file, alpha/beta); E, Picasso's Femme nue assise, is
+# not bundled
+FIG3_PAINTINGS = (("Turner", "shipwreck.jpg", 1e-3), ("van Gogh", "starry_night.jpg", 8e-4),
+                  ("Munch", "the_scream.jpg", 5e-3), ("Kandinsky", "composition_vii.jpg", 5e-4))
+FIG4_RATIOS = (1e-4, 1e-3, 1e-2, 1e-1)  # CVPR Fig. 4, with Composition VII
+PREPRINT_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)  # the columns of the preprint's Fig. 3
+# three of its five rows of style layer sets: conv1_1, conv1_1-conv3_1, conv1_1-conv5_1
+PREPRINT_LAYER_SETS = (STYLE_LAYERS[:1], STYLE_LAYERS[:3], STYLE_LAYERS)
+# a second set of calibration images for the normalised network: the paintings added to
+# data/ after the default set (nst_lib.vgg.CALIBRATION) was fixed
+PAINTINGS = ("shipwreck.jpg", "the_scream.jpg", "composition_vii.jpg", "woman_with_hat.jpg",
+             "udnie.jpg")
 
 
 @dataclass(frozen=True)
 class Settings:
     """The sizes and step counts of notebook 5, in one place."""
 
-    size: int = 160  # longest side (px) of the grids and rows
+    size: int = 192  # longest side (px) of the figures' results
     steps: int = 100  # loss evaluations per scale
-    large: int = 512  # the high-resolution comparison
-    seconds: float = 60.0  # its time budget per run
-    ratio: float = 1e-3  # alpha/beta per position (module docstring), paper Fig. 2
+    small: int = 128  # the preprint's grid (12 runs)
+    sizes: tuple[int, int] = (128, 256)  # the two sizes of the per-position comparison
+    large: int = 384  # the coarse-to-fine comparison
+    seconds: float = 30.0  # its time budget per run
 
     @property
     def config(self) -> Config:
-        """The settings of every run: from white noise as in the paper, the normalised
-        network, two scales (e.g. 80 then 160 px) instead of the paper's one, to be rid of
-        the noise in few steps; alpha comes from ``ratio`` per position."""
-        return Config(size=self.size, steps=self.steps, scales=2, init="noise",
-                      weights="caffe-normalized")
+        """The settings of every run: the library's defaults (the paper's network, alpha/beta
+        per position) from white noise as in the paper, with two scales (e.g. 96 then 192
+        px) instead of the paper's one, to be rid of the noise in few steps."""
+        return Config(size=self.size, steps=self.steps, scales=2, init="noise")
 
 
 def settings(quick: bool | None = None) -> Settings:
     """Small images and few steps in quick mode (``NST_QUICK=1``, CI), else the full ones."""
     quick = quick_mode() if quick is None else quick
-    return Settings(size=48, steps=4, large=64, seconds=2.0) if quick else Settings()
+    if quick:
+        return Settings(size=48, steps=4, small=32, sizes=(32, 64), large=64, seconds=2.0)
+    return Settings()
 
 
-def images() -> dict[str, torch.Tensor]:
-    """The notebook's pictures at full size: the photo, the painting and a second style, a
-    greyscale brick texture."""
-    return {
-        "photo": load_image(example("chelsea.png")),
-        "painting": load_image(example("starry_night.jpg")),
-        "texture": load_image(example("brick.png")),
-    }
+@functools.lru_cache(maxsize=16)
+def picture(name: str) -> torch.Tensor:
+    """A bundled picture (a file in ``data/``) at full size; each run resizes it."""
+    return load_image(example(name))
 
 
 def positions(layer: str, shape: tuple[int, int]) -> int:
@@ -100,312 +102,331 @@ def positions(layer: str, shape: tuple[int, int]) -> int:
     return (h // 2**pools) * (w // 2**pools)
 
 
-def alpha_per_position(ratio: float, content: torch.Tensor, config: Config) -> float:
-    """alpha that makes ``ratio`` act per position of the content layer: ratio / M_l.
-
-    With beta = 1, alpha * L_content = ratio * (L_content / M_l), the content loss per
-    position, for the result's size (``config.size``, the content's aspect). With several
-    content layers, the first one's M_l is used. See the module docstring for why.
-    """
-    h, w = content.shape[-2:]
-    shape = target_shape(h, w, config.size) if config.size else (h, w)
-    return ratio / positions(config.content_layers[0], shape)
+def content_positions(config: Config, content: str = PHOTO) -> int:
+    """M_l of the first content layer for a result of ``config.size`` from ``content``."""
+    h, w = picture(content).shape[-2:]
+    return positions(config.content_layers[0], target_shape(h, w, config.size))
 
 
-def _weighted(config: Config | None, content: torch.Tensor, ratio: float,
-              per_position: bool = True) -> Config:
-    """``config`` (default: the notebook's) with beta = 1 and alpha for ``ratio``."""
-    config = config or settings().config
-    alpha = alpha_per_position(ratio, content, config) if per_position else ratio
-    return replace(config, alpha=alpha, beta=1.0)
+# ----------------------------------------------------------------------------- the table
+
+def ratio_text(r: float) -> str:
+    """alpha/beta as the paper writes it: 1e-3, 8e-4, 3.1e-6."""
+    mantissa, exponent = f"{r:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def tradeoff_runs(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config,
-    *,
-    ratios: Sequence[float] = PAPER_RATIOS,
-    layer_sets: Sequence[Sequence[str]] = LAYER_SETS,
-    per_position: bool = True,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[tuple[tuple[str, ...], float], Result]:
-    """The runs of Fig. 4: ``{(style layers, ratio): Result}``, each through ``runner``."""
-    runs = {}
-    for layers in layer_sets:
-        layered = replace(config, style_layers=tuple(layers), style_weights=None)
-        for ratio in ratios:
-            cell = _weighted(layered, content, ratio, per_position)
-            runs[tuple(layers), ratio] = runner(content, style, cell, progress=progress)
-    return runs
+def _fig3(s: Settings) -> dict[str, dict]:
+    return {f"{painter}, α/β = {ratio_text(r)}": dict(style=name, ratio=r)
+            for painter, name, r in FIG3_PAINTINGS}
 
 
-def tradeoff_grid(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    ratios: Sequence[float] = PAPER_RATIOS,
-    layer_sets: Sequence[Sequence[str]] = LAYER_SETS,
-    per_position: bool = True,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-    title: str | None = None,
-) -> Figure:
-    """Paper Fig. 4 as one figure: rows = style layers, columns = alpha/beta.
-
-    Row k matches the style at conv1_1 ... convk_1 (w_l = 1/k), column j uses alpha/beta =
-    ``ratios[j]`` (per position of the content layer unless ``per_position=False``: see the
-    module docstring). Each cell is one run of ``runner`` (the disk cache by default).
-    Returns a Figure with ``len(layer_sets)`` x ``len(ratios)`` axes.
-    """
-    config = config or settings().config
-    runs = tradeoff_runs(content, style, config, ratios=ratios, layer_sets=layer_sets,
-                         per_position=per_position, runner=runner, progress=progress)
-    rows = [[runs[tuple(layers), r].image for r in ratios] for layers in layer_sets]
-    labels = [layers[0] if len(layers) == 1 else f"{layers[0]} … {layers[-1]}"
-              for layers in layer_sets]
-    return grid(rows, row_labels=labels, col_labels=[f"α/β = {r:g}" for r in ratios],
-                title=title)
+def _fig4(s: Settings) -> dict[str, dict]:
+    return {f"α/β = {ratio_text(r)}": dict(style="composition_vii.jpg", ratio=r) for r in FIG4_RATIOS}
 
 
-NETWORKS = {  # label -> (weights, alpha/beta per position)
-    "as trained\neq. 1 as written": ("caffe", False),
-    "normalised\neq. 1 as written": ("caffe-normalized", False),
-    "normalised\nα/β per position": ("caffe-normalized", True),
-}
-
-
-def normalisation_grid(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    ratios: Sequence[float] = PAPER_RATIOS,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> Figure:
-    """The paper's ratios with all five style layers, one row per setting of :data:`NETWORKS`.
-
-    Which network and which reading of alpha/beta give the paper's progression from
-    texture (1e-5) to photo (1e-2)? The last row is the last row of :func:`tradeoff_grid`.
-    """
-    config = config or settings().config
-    rows = []
-    for weights, per_position in NETWORKS.values():
-        runs = tradeoff_runs(content, style, replace(config, weights=weights), ratios=ratios,
-                             layer_sets=[STYLE_LAYERS], per_position=per_position,
-                             runner=runner, progress=progress)
-        rows.append([runs[STYLE_LAYERS, r].image for r in ratios])
-    return grid(rows, row_labels=list(NETWORKS), col_labels=[f"α/β = {r:g}" for r in ratios])
-
-
-def magnitudes(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    *,
-    weights: str = "caffe",
-    pooling: str = "avg",
-    size: int = 128,
-    layers: Sequence[str] = STYLE_LAYERS,
-) -> dict[str, float]:
-    """The size of each loss term before weighting, at ``size`` px.
-
-    ``"content (noise)"``: eq. 1 at conv4_2 for a white-noise image (seed 0) against the
-    photo; ``layer``: E_l (eq. 4) of the photo itself against the painting, the style
-    loss a transfer starts with from the photo.
-    """
-    model = vgg19(weights, pooling=pooling, device="cpu")
-    photo, painting = resize(content, size), resize(style, size)
-    noise = torch.rand(photo.shape, generator=torch.Generator().manual_seed(0))
-    config = Config(content_layers=("conv4_2",), style_layers=tuple(layers))
-    targets = Targets(model, config, photo, painting)  # the targets a transfer uses
-    with torch.no_grad():
-        from_noise = targets.losses(model, noise, 1.0, 1.0)[3]  # per-layer terms
-        from_photo = targets.losses(model, photo, 1.0, 1.0)[3]
-    return {"content (noise)": from_noise["conv4_2"].item(),
-            **{name: from_photo[name].item() for name in layers}}
-
-
-def initialisations(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    seeds: Sequence[int] = (0, 1, 2, 3),
-    ratio: float = 1e-3,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[str, Result]:
-    """Paper Fig. 6: the same transfer from the photo, from the painting and from white
-    noise with each seed, single scale (``scales=1``) as in the paper, with twice
-    ``config.steps`` (the evaluations of two scales, at a higher price each)."""
-    config = config or settings().config
-    config = _weighted(replace(config, scales=1, steps=2 * config.steps), content, ratio)
-    starts = {"from the photo": dict(init="content"), "from the painting": dict(init="style")}
-    starts |= {f"white noise, seed {s}": dict(init="noise", seed=s) for s in seeds}
-    return {title: runner(content, style, replace(config, **change), progress=progress)
-            for title, change in starts.items()}
-
-
-def poolings(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    ratio: float = 1e-3,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[str, Result]:
-    """Average pooling (the paper's choice) against max pooling (VGG19 as trained).
-
-    With ``weights="caffe-normalized"`` each pooling has its own normalisation, computed
-    with that pooling."""
-    config = _weighted(config, content, ratio)
-    return {f"{p} pooling": runner(content, style, replace(config, pooling=p),
-                                   progress=progress) for p in ("avg", "max")}
-
-
-def colors(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    ratio: float = 1e-3,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[str, Result]:
-    """Plain transfer, luminance-only transfer and colour histogram matching (Gatys et al.
-    2017, Sec. 5; :mod:`nst_lib.color`)."""
-    config = _weighted(config, content, ratio)
-    out = {"plain transfer": runner(content, style, config, progress=progress)}
-    for title, method in (("luminance only", "luminance"), ("histogram matching", "histogram")):
-        out[title] = transfer_preserving_color(content, style, config, method=method,
-                                               runner=runner, progress=progress)
-    return out
-
-
-def resolutions(
-    content: torch.Tensor,
-    style: torch.Tensor,
-    config: Config | None = None,
-    *,
-    size: int = 512,
-    seconds: float = 60.0,
-    ratio: float = 1e-3,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[str, Result]:
-    """Coarse to fine (``scales=3``) against one scale at ``size`` px, ``seconds`` each.
-
-    The single-scale run gets ten times the evaluations per scale, so that the time limit,
-    not the step count, ends both runs.
-    """
-    config = replace(config or settings().config, size=size, time_limit=seconds)
-    config = _weighted(config, content, ratio)
+def _fig5(s: Settings) -> dict[str, dict]:
+    # per position, conv2_2's eq. 1 is divided by its own M_l, 16 times conv4_2's; the middle
+    # run weighs it as eq. 1 as printed does, relative to conv4_2 at this size
+    fig5 = dict(content="sail.png", style="composition_vii.jpg", ratio=1e-3)
+    printed = 1e-3 / content_positions(s.config, "sail.png")
     return {
-        "coarse to fine, scales=3": runner(content, style, replace(config, scales=3),
-                                           progress=progress),
-        "single scale, scales=1": runner(content, style,
-                                         replace(config, scales=1, steps=10 * config.steps),
-                                         progress=progress),
+        "conv2_2, per position, α/β = 1e-3": fig5 | dict(content_layers=("conv2_2",)),
+        f"conv2_2, eq. 1 as printed\nα/β = 1e-3 / M_l(conv4_2) = {ratio_text(printed)}":
+            fig5 | dict(content_layers=("conv2_2",), per_position=False, ratio=printed),
+        "conv4_2, per position, α/β = 1e-3": fig5 | dict(content_layers=("conv4_2",)),
     }
 
 
-def blends(
-    content: torch.Tensor,
-    styles: Sequence[torch.Tensor],
-    config: Config | None = None,
-    *,
-    weights: Sequence[float] = (0.0, 0.5, 1.0),
-    ratio: float = 1e-3,
-    runner: Runner = cached_transfer,
-    progress: bool = False,
-) -> dict[str, Result]:
-    """Two styles blended: ``style_blend=(w, 1 - w)`` for each w in ``weights``: w = 1 is
-    the first style alone, w = 0 the second."""
-    config = _weighted(config, content, ratio)
-    return {f"w = {w:g}": runner(content, list(styles), replace(config, style_blend=(w, 1 - w)),
-                                 progress=progress) for w in weights}
+FIG6 = dict(style="starry_night.jpg", ratio=1e-3)  # also the plain run of the controls
 
 
-def grid(
-    rows: Sequence[Sequence[torch.Tensor]],
-    *,
-    row_labels: Sequence[str] | None = None,
-    col_labels: Sequence[str] | None = None,
-    captions: Sequence[Sequence[str]] | None = None,
-    title: str | None = None,
-    width: float = 2.4,
-) -> Figure:
-    """Images (1, 3, H, W) in rows, with labels on the left and on top: one Figure."""
-    nrows, ncols = len(rows), max(len(r) for r in rows)
-    aspect = max(im.shape[-2] / im.shape[-1] for r in rows for im in r)
-    left = 0.5 if row_labels else 0.0
-    fig = Figure(figsize=(width * ncols + left, width * aspect * nrows + 0.35 * (nrows + 1)
-                          + 0.3 * bool(title)), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+def _fig6(s: Settings) -> dict[str, dict]:
+    starts = {"A: from the photo": dict(init="content"),
+              "B: from the painting": dict(init="style")}
+    starts |= {f"C: white noise, seed {seed}": dict(init="noise", seed=seed)
+               for seed in range(4)}
+    return {title: FIG6 | change for title, change in starts.items()}
+
+
+def _fig7(s: Settings) -> dict[str, dict]:
+    return {"result, from the content photo": dict(content="sail.png", style="kodim23.png",
+                                                   ratio=1e-2, init="content")}
+
+
+def _preprint_fig3(s: Settings) -> dict[str, dict]:
+    runs = {}
+    for layers in PREPRINT_LAYER_SETS:
+        label = layers[0] if len(layers) == 1 else f"{layers[0]} … {layers[-1]}"
+        for r in PREPRINT_RATIOS:
+            runs[f"{label}\nα/β = {ratio_text(r)}"] = dict(style="composition_vii.jpg", ratio=r,
+                                                 style_layers=layers, size=s.small)
+    return runs
+
+
+def _per_position(s: Settings) -> dict[str, dict]:
+    # eq. 1 as printed, at the ratio that gives the first size the per-position balance
+    ratio = s.config.ratio
+    printed = ratio / content_positions(replace(s.config, size=s.sizes[0]))
+    runs = {f"{size} px, per position, α/β = {ratio_text(ratio)}": dict(
+        style="composition_vii.jpg", ratio=ratio, size=size) for size in s.sizes}
+    runs |= {f"{size} px, eq. 1 as printed, α/β = {ratio_text(printed)}": dict(
+        style="composition_vii.jpg", ratio=printed, size=size, per_position=False)
+        for size in s.sizes}
+    return runs
+
+
+def _calibration(s: Settings) -> dict[str, dict]:
+    kandinsky = dict(style="composition_vii.jpg", ratio=5e-4)  # CVPR Fig. 3 F
+    return {"calibrated on the default images": kandinsky,
+            "calibrated on the five paintings": kandinsky | dict(calibration=PAINTINGS)}
+
+
+def _pooling(s: Settings) -> dict[str, dict]:
+    return {f"{p} pooling": FIG6 | dict(pooling=p) for p in ("avg", "max")}
+
+
+def _colours(s: Settings) -> dict[str, dict]:
+    return {"plain transfer": FIG6, "luminance only": FIG6 | dict(color="luminance"),
+            "histogram matching": FIG6 | dict(color="histogram")}
+
+
+def _resolution(s: Settings) -> dict[str, dict]:
+    # half the steps per scale, so that coarse to fine reaches the full size in time; the
+    # single scale gets ten times that, so that time, not steps, ends both runs
+    budget = dict(FIG6, size=s.large, time_limit=s.seconds)
+    return {"coarse to fine, scales=3": budget | dict(scales=3, steps=max(1, s.steps // 2)),
+            "single scale, scales=1": budget | dict(scales=1, steps=5 * s.steps)}
+
+
+def _blends(s: Settings) -> dict[str, dict]:
+    return {"The Starry Night alone": FIG6,
+            "half and half": FIG6 | dict(style=("starry_night.jpg", "brick.png"),
+                                         style_blend=(0.5, 0.5)),
+            "brick wall alone": FIG6 | dict(style="brick.png")}
+
+
+def errors(result: Result) -> str:
+    """The content error per position (eq. 1 / M_l) and the style error (eq. 5) at the end
+    of a run, whichever reading of eq. 1 it used, as a caption."""
+    last, config = result.history[-1], result.config
+    content = last["content"]
+    if not config.per_position:
+        content /= positions(config.content_layers[0], tuple(result.image.shape[-2:]))
+    return f"L_content / M_l = {content:.3g}, L_style = {last['style']:.2g}"
+
+
+def timing(result: Result) -> str:
+    """The run time and the number of loss evaluations, as a caption."""
+    return f"{result.seconds:.0f} s, {len(result.history)} evaluations"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One figure: its runs, and how to draw them with :func:`nst_lib.plot.images`."""
+
+    title: str
+    runs: Callable[[Settings], dict[str, dict]]  # {title: changes} (see the module docstring)
+    ncols: int | None = None  # pictures per row; None = all in one row
+    inputs: tuple[str, ...] = ()  # "content" and/or "style": drawn before the results
+    inset: bool = False  # the style image in the lower left corner of each result
+    caption: Callable[[Result], str] | None = None  # a second line under each title
+    width: float = 3.0  # inches per picture
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "fig3": Experiment("CVPR Fig. 3: one photo in the styles of four paintings", _fig3,
+                       ncols=5, inputs=("content",), inset=True, width=2.6),
+    "fig4": Experiment("CVPR Fig. 4: α/β from 1e-4 to 1e-1, Composition VII", _fig4,
+                       ncols=2, width=3.5),
+    "fig5": Experiment("CVPR Fig. 5: the content on conv2_2 or conv4_2", _fig5,
+                       ncols=4, inputs=("content",), inset=True),
+    "fig6": Experiment("CVPR Fig. 6: six starts, α/β = 1e-3", _fig6, ncols=3),
+    "fig7": Experiment("CVPR Fig. 7: photo to photo, from the content image, α/β = 1e-2",
+                       _fig7, ncols=3, inputs=("content", "style")),
+    "preprint_fig3": Experiment(
+        "The preprint's Fig. 3 (arXiv:1508.06576): style layer sets by α/β", _preprint_fig3,
+        ncols=len(PREPRINT_RATIOS), width=2.4),
+    "per_position": Experiment("One α/β at two sizes", _per_position, ncols=2,
+                               caption=errors, width=3.5),
+    "calibration": Experiment("The normalised network, calibrated on two sets of images",
+                              _calibration, inset=True, width=3.5),
+    "pooling": Experiment("Average and max pooling", _pooling),
+    "colours": Experiment("Keeping the photo's colours", _colours),
+    "resolution": Experiment("The same time at 384 px", _resolution, caption=timing,
+                             width=4.5),
+    "blends": Experiment("Two styles blended", _blends),
+}
+
+
+def runs(name: str, s: Settings | None = None) -> dict[str, dict]:
+    """The table of runs of experiment ``name``: ``{title: changes}``."""
+    return EXPERIMENTS[name].runs(s or settings())
+
+
+def calibrated_weights(images: Sequence[str], pooling: str = "avg") -> Path:
+    """A weights file of VGG19 normalised on other ``images`` (files in ``data/``).
+
+    Computed once (:func:`nst_lib.vgg.normalize_weights`, on the Caffe weights) and kept in
+    the cache folder, named like the default ``weights="caffe-normalized"`` file with the
+    images' :func:`~nst_lib.vgg.calibration_id`; for the default images it is that file.
+    """
+    paths = [example(name) for name in images]
+    path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id(paths)}.pth"
+    if not path.is_file():
+        with cache_lock(path):
+            if not path.is_file():
+                state = normalize_weights(load_weights(caffe_weights())[0], paths,
+                                          pooling=pooling)
+                save_to_cache(state, path, "caffe")
+    return path
+
+
+def config_of(changes: Mapping, s: Settings | None = None) -> Config:
+    """The Config of one run: :attr:`Settings.config` with alpha = 1, beta = 1 / ratio
+    and the run's Config fields."""
+    s = s or settings()
+    fields_ = {k: v for k, v in changes.items() if k not in ("content", "style", "ratio",
+                                                             "color", "calibration")}
+    if "calibration" in changes:
+        pooling = changes.get("pooling", s.config.pooling)
+        fields_["weights"] = str(calibrated_weights(changes["calibration"], pooling))
+    ratio = changes.get("ratio", s.config.ratio)
+    return replace(s.config, alpha=1.0, beta=1.0 / ratio, **fields_)
+
+
+def run(changes: Mapping, s: Settings | None = None, *, runner: Runner = cached_transfer,
+        progress: bool = False) -> Result:
+    """One run of a table: its images, its Config (:func:`config_of`) and, with
+    ``color``, :func:`nst_lib.color.transfer_preserving_color` around ``runner``."""
+    content = picture(changes.get("content", PHOTO))
+    style = changes["style"]
+    style = [picture(n) for n in style] if isinstance(style, tuple) else picture(style)
+    config = config_of(changes, s)
+    if "color" in changes:
+        return transfer_preserving_color(content, style, config, method=changes["color"],
+                                         runner=runner, progress=progress)
+    return runner(content, style, config, progress=progress)
+
+
+def results(name: str, s: Settings | None = None, *, runner: Runner = cached_transfer,
+            progress: bool = False) -> dict[str, Result]:
+    """The runs of experiment ``name``, ``{title: Result}``, each through ``runner``."""
+    return {title: run(changes, s, runner=runner, progress=progress)
+            for title, changes in runs(name, s).items()}
+
+
+def with_inset(image: torch.Tensor, inset: torch.Tensor, fraction: float = 0.3) -> torch.Tensor:
+    """``image`` with ``inset`` in its lower left corner, its longest side ``fraction`` of
+    the image's, in a white frame one pixel wide (as the paper shows the paintings)."""
+    h, w = image.shape[-2:]
+    shape = target_shape(*inset.shape[-2:], max(1, round(fraction * max(h, w))))
+    small = F.interpolate(inset, size=shape, mode="bilinear", antialias=True)
+    ih, iw = min(small.shape[-2], h - 2), min(small.shape[-1], w - 2)
+    out = image.clone()
+    out[..., h - ih - 2:, :iw + 2] = 1.0
+    out[..., h - ih - 1:h - 1, 1:iw + 1] = small[..., :ih, :iw]
+    return out
+
+
+def figure(name: str, s: Settings | None = None, *, runner: Runner = cached_transfer,
+           progress: bool = False) -> Figure:
+    """Experiment ``name`` as one figure (:func:`nst_lib.plot.images`)."""
+    s = s or settings()
+    exp, table = EXPERIMENTS[name], runs(name, s)
+    done = results(name, s, runner=runner, progress=progress)
+    first = next(iter(table.values()))
+    pictures: dict[str, torch.Tensor] = {}
+    for kind in exp.inputs:
+        file = first.get("content", PHOTO) if kind == "content" else first["style"]
+        pictures[f"{kind}: {file}"] = resize(picture(file), first.get("size", s.size))
+    for title, result in done.items():
+        image = result.image
+        if exp.inset:
+            image = with_inset(image, picture(table[title]["style"]))
+        pictures[f"{title}\n{exp.caption(result)}" if exp.caption else title] = image
+    return plot.images(pictures, ncols=exp.ncols, width=exp.width, title=exp.title)
+
+
+def grid(rows: Sequence[Sequence[torch.Tensor]], *, row_labels: Sequence[str] | None = None,
+         col_labels: Sequence[str] | None = None, title: str | None = None,
+         width: float = 2.4) -> Figure:
+    """Rows of images as one :func:`nst_lib.plot.images` figure; each picture is titled by
+    its column's label (top row) and its row's label (first column)."""
+    ncols = max(len(r) for r in rows)
+    pictures, titles = [], []
     for i, r in enumerate(rows):
         for j in range(ncols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(r):
-                ax.imshow(to_pil(r[j]))
-            if captions and j < len(captions[i]):
-                ax.set_xlabel(captions[i][j], fontsize=9)
-            if row_labels and j == 0:
-                ax.set_ylabel(row_labels[i], fontsize=9)
-            if col_labels and i == 0 and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=10)
-    if title:
-        fig.suptitle(title)
-    return fig
+            pictures.append(r[j] if j < len(r) else torch.ones_like(r[0]))
+            parts = [col_labels[j] if col_labels and i == 0 and j < len(col_labels) else "",
+                     row_labels[i] if row_labels and j == 0 else ""]
+            titles.append("\n".join(p for p in parts if p))
+    return plot.images(pictures, titles=titles, ncols=ncols, width=width, title=title)
 
 
-def row(
-    pictures: Mapping[str, Result | torch.Tensor],
+# ---------------------------------------------------------------- measurements, no runs
+
+def loss_terms(
+    content: torch.Tensor,
+    style: torch.Tensor,
     *,
-    timings: bool = False,
-    title: str | None = None,
-    width: float = 3.0,
-) -> Figure:
-    """One row of pictures titled by their keys; Results show their image, and with
-    ``timings`` their run time and number of loss evaluations underneath."""
-    images_ = [p.image if isinstance(p, Result) else p for p in pictures.values()]
-    captions = None
-    if timings:
-        captions = [[f"{p.seconds:.0f} s, {len(p.history)} evaluations"
-                     if isinstance(p, Result) else "" for p in pictures.values()]]
-    return grid([images_], col_labels=list(pictures), captions=captions, title=title,
-                width=width)
+    size: int,
+    per_position: bool = True,
+    weights: str = "caffe-normalized",
+    pooling: str = "avg",
+    seed: int = 0,
+) -> dict[str, float]:
+    """The loss terms a transfer from white noise (``seed``) starts with, before weighting.
 
+    ``"M_l"``: the positions of conv4_2 at ``size`` px; ``"content"``: eq. 1 at conv4_2
+    (divided by M_l with ``per_position``); ``"style"``: L_style (eq. 5, w_l = 1/5);
+    then E_l (eq. 4) of each style layer.
+    """
+    model = vgg19(weights, pooling=pooling, device="cpu")
+    photo, painting = resize(content, size), resize(style, size)
+    noise = torch.rand(photo.shape, generator=torch.Generator().manual_seed(seed))
+    config = Config(per_position=per_position, weights=weights, pooling=pooling)
+    targets = Targets(model, config, photo, painting)  # the targets a transfer uses
+    with torch.no_grad():
+        losses = targets.losses(model, noise, 1.0, 1.0)
+    return {"M_l": float(positions("conv4_2", tuple(photo.shape[-2:]))),
+            "content": losses.content.item(), "style": losses.style.item(),
+            **{name: losses.layers[name].item() for name in STYLE_LAYERS}}
+
+
+def mean_responses(model, images: Sequence[torch.Tensor],
+                   layers: Sequence[str] = STYLE_LAYERS) -> dict[str, torch.Tensor]:
+    """Each filter's response averaged over the positions of each image, then over the
+    images: ``{layer: (N,)}``, what :func:`nst_lib.vgg.normalize_weights` divides by."""
+    with torch.no_grad():
+        maps = [model(x, tuple(layers)) for x in images]
+    return {name: torch.stack([m[name].mean(dim=(0, 2, 3)) for m in maps]).mean(0)
+            for name in layers}
+
+
+def scale_ratios(images: Sequence[str], layers: Sequence[str] = STYLE_LAYERS,
+                 *, size: int = 256) -> dict[str, torch.Tensor]:
+    """Per filter, its scale on ``images`` over its scale on the default calibration images.
+
+    The network normalised on the default images divides each response by its mean there,
+    so its mean responses on other images are exactly these ratios; a normalisation on
+    ``images`` would divide each filter by this much more. Filters silent on either set
+    are left out. ``{layer: (n,)}``.
+    """
+    model = vgg19("caffe-normalized", pooling="avg", device="cpu")
+    ratios = mean_responses(model, [load_image(example(n), size) for n in images], layers)
+    return {name: r[r > 0] for name, r in ratios.items()}
+
+
+# ------------------------------------------------------------------------ the command
 
 def precompute(s: Settings | None = None, *, progress: bool = True) -> float:
     """Run (or find in the cache) every transfer notebook 5 shows; returns the seconds taken."""
     s = s or settings()
-    pics = images()
-    photo, painting, texture = pics["photo"], pics["painting"], pics["texture"]
     start = time.perf_counter()
-    steps = [
-        ("Fig. 4 grid", lambda: tradeoff_grid(photo, painting, s.config, progress=progress)),
-        ("networks", lambda: normalisation_grid(photo, painting, s.config, progress=progress)),
-        ("Fig. 6 initialisations",
-         lambda: initialisations(photo, painting, s.config, ratio=s.ratio, progress=progress)),
-        ("pooling", lambda: poolings(photo, painting, s.config, ratio=s.ratio, progress=progress)),
-        ("colour", lambda: colors(photo, painting, s.config, ratio=s.ratio, progress=progress)),
-        ("resolution", lambda: resolutions(photo, painting, s.config, size=s.large,
-                                           seconds=s.seconds, ratio=s.ratio,
-                                           progress=progress)),
-        ("two styles", lambda: blends(photo, [painting, texture], s.config, ratio=s.ratio,
-                                      progress=progress)),
-    ]
-    for name, compute in steps:
+    for name in EXPERIMENTS:
         t = time.perf_counter()
-        compute()
+        results(name, s, progress=progress)
         print(f"{name}: {time.perf_counter() - t:.0f} s", flush=True)
     return time.perf_counter() - start
 

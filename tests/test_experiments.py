@@ -1,6 +1,6 @@
 import subprocess
 import sys
-from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,119 +9,263 @@ from matplotlib.figure import Figure
 import nst_lib as nst
 from nst_lib import experiments
 
+TINY = experiments.Settings(size=32, steps=2, small=24, sizes=(32, 64), large=48, seconds=1.0)
+
 
 class Runner:
-    """Stands in for the cached transfer: records each config, returns a grey picture."""
+    """Stands in for the cached transfer: records each call, returns a grey picture."""
 
     def __init__(self):
-        self.configs = []
+        self.calls = []
+
+    @property
+    def configs(self):
+        return [config for _, _, config in self.calls]
 
     def __call__(self, content, style, config=None, **kwargs):
-        self.configs.append(config)
+        self.calls.append((content, style, config))
         h, w = nst.image.target_shape(*content.shape[-2:], config.size)
-        return nst.Result(image=torch.full((1, 3, h, w), 0.5), history=[{"step": 1}],
+        history = [{"step": 1, "content": 2.0, "style": 4.0}]
+        return nst.Result(image=torch.full((1, 3, h, w), 0.5), history=history,
                           seconds=1.5, config=config)
 
 
-def test_tradeoff_grid_has_rows_times_cols_axes(tiny):
-    content, style = tiny
+def configs(name, settings=TINY):
     run = Runner()
-    fig = experiments.tradeoff_grid(content, style, nst.Config(size=32), runner=run)
+    out = experiments.results(name, settings, runner=run)
+    assert list(out) == list(experiments.runs(name, settings))
+    return run
+
+
+def test_every_experiment_is_one_run_per_row_of_its_table(monkeypatch, tmp_path):
+    monkeypatch.setattr(experiments, "calibrated_weights", lambda images, pooling: tmp_path)
+    for name in experiments.EXPERIMENTS:
+        run = configs(name)
+        assert len(run.calls) == len(experiments.runs(name, TINY)), name
+        assert all(c.alpha == 1.0 for c in run.configs), name
+
+
+def test_fig3_uses_the_papers_value_for_each_painting():
+    run = configs("fig3")
+    assert [c.ratio for c in run.configs] == pytest.approx([1e-3, 8e-4, 5e-3, 5e-4])
+    names = ["shipwreck.jpg", "starry_night.jpg", "the_scream.jpg", "composition_vii.jpg"]
+    assert all(style is experiments.picture(n) for (_, style, _), n in zip(run.calls, names))
+    assert all(content is experiments.picture(experiments.PHOTO) for content, _, _ in run.calls)
+    assert all(c.content_layers == ("conv4_2",) and c.style_layers == nst.STYLE_LAYERS
+               and c.init == "noise" and c.size == TINY.size for c in run.configs)
+
+
+def test_fig4_has_four_ratios_and_no_layer_axis():
+    run = configs("fig4")
+    assert [c.ratio for c in run.configs] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+    assert {c.style_layers for c in run.configs} == {nst.STYLE_LAYERS}
+    assert list(experiments.runs("fig4", TINY))[0] == "α/β = 1e-4"
+
+
+def test_fig5_to_7_change_what_the_paper_changes():
+    fig5 = configs("fig5").configs
+    assert [c.content_layers for c in fig5] == [("conv2_2",), ("conv2_2",), ("conv4_2",)]
+    assert [c.per_position for c in fig5] == [True, False, True]
+    m = experiments.positions("conv4_2", nst.image.target_shape(512, 768, TINY.size))
+    assert [c.ratio for c in fig5] == pytest.approx([1e-3, 1e-3 / m, 1e-3])
+    fig6 = configs("fig6").configs
+    assert [c.init for c in fig6] == ["content", "style"] + ["noise"] * 4
+    assert [c.seed for c in fig6[2:]] == [0, 1, 2, 3]
+    assert [c.ratio for c in fig6] == pytest.approx([1e-3] * 6)
+    (call,) = configs("fig7").calls
+    content, style, config = call
+    assert content is experiments.picture("sail.png")
+    assert style is experiments.picture("kodim23.png")
+    assert config.init == "content" and config.ratio == pytest.approx(1e-2)
+
+
+def test_preprint_grid_is_layer_sets_by_ratios_at_the_small_size():
+    run = configs("preprint_fig3")
+    assert [c.style_layers for c in run.configs] == [
+        layers for layers in experiments.PREPRINT_LAYER_SETS for _ in range(4)]
+    assert [c.ratio for c in run.configs] == pytest.approx(list(experiments.PREPRINT_RATIOS) * 3)
+    assert {c.size for c in run.configs} == {TINY.small}
+    assert list(experiments.runs("preprint_fig3", TINY))[-1] == "conv1_1 … conv5_1\nα/β = 1e-2"
+
+
+def test_per_position_runs_compare_the_two_readings_at_two_sizes():
+    run = configs("per_position")
+    assert [(c.size, c.per_position) for c in run.configs] == [
+        (32, True), (64, True), (32, False), (64, False)]
+    # eq. 1 as printed gets the ratio that matches the per-position balance at 32 px
+    m = experiments.positions("conv4_2", nst.image.target_shape(512, 768, 32))
+    assert m == 4 * 2
+    per, printed = run.configs[0].ratio, run.configs[2].ratio
+    assert per == pytest.approx(nst.Config().ratio) and printed == pytest.approx(per / m)
+
+
+def test_the_controls_share_the_plain_run_of_fig6():
+    plain = configs("fig6").configs[2]  # white noise, seed 0
+    assert configs("pooling").configs == [plain, experiments.config_of(
+        experiments.FIG6 | {"pooling": "max"}, TINY)]
+    assert configs("blends").configs[0] == plain
+    assert configs("colours").configs[0] == plain
+    blend = configs("blends").calls[1]
+    assert len(blend[1]) == 2 and blend[2].style_blend == (0.5, 0.5)
+    res = configs("resolution").configs
+    assert [(c.scales, c.size, c.time_limit, c.steps) for c in res] == [
+        (3, 48, 1.0, 1), (1, 48, 1.0, 10)]
+
+
+def test_calibration_runs_differ_only_in_the_weights(monkeypatch, tmp_path):
+    asked = []
+
+    def calibrated(images, pooling):
+        asked.append((images, pooling))
+        return tmp_path / "w.pth"
+
+    monkeypatch.setattr(experiments, "calibrated_weights", calibrated)
+    default, other = configs("calibration").configs
+    assert default.weights == "caffe-normalized" and other.weights == str(tmp_path / "w.pth")
+    assert asked == [(experiments.PAINTINGS, "avg")]
+    assert default == configs("fig3").configs[3]  # CVPR Fig. 3 F, computed once for both
+
+
+def test_calibrated_weights_are_computed_once_and_named_by_their_images(
+        random_model, monkeypatch, tmp_path):
+    monkeypatch.setattr(experiments, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(experiments, "caffe_weights", lambda: tmp_path / "caffe.pth")
+    state = random_model.features.state_dict()
+    monkeypatch.setattr(experiments, "load_weights", lambda path: (state, "caffe"))
+    computed = []
+
+    def normalize(source, images, pooling):
+        computed.append(([Path(p).name for p in images], pooling))
+        return state
+
+    monkeypatch.setattr(experiments, "normalize_weights", normalize)
+    names = ("udnie.jpg", "brick.png")
+    path = experiments.calibrated_weights(names, "max")
+    paths = [nst.example(n) for n in names]
+    assert path == tmp_path / f"vgg19_caffe_normalized_max_{nst.vgg.calibration_id(paths)}.pth"
+    assert path.is_file() and computed == [(list(names), "max")]
+    assert experiments.calibrated_weights(names, "max") == path and len(computed) == 1
+    # the default images give the default file's name
+    default = experiments.calibrated_weights(nst.vgg.CALIBRATION, "avg")
+    assert default.name == f"vgg19_caffe_normalized_avg_{nst.vgg.calibration_id()}.pth"
+
+
+def test_config_of_sets_alpha_one_and_beta_from_the_ratio():
+    config = experiments.config_of({"style": "brick.png", "ratio": 1e-2, "seed": 3}, TINY)
+    assert (config.alpha, config.beta, config.seed) == (1.0, 100.0, 3)
+    assert config.per_position and config.size == TINY.size and config.scales == 2
+    assert experiments.config_of({"style": "brick.png"}, TINY).ratio == nst.Config().ratio
+    with pytest.raises(TypeError):
+        experiments.config_of({"style": "brick.png", "not_a_field": 1}, TINY)
+
+
+def test_ratio_text_writes_the_papers_values():
+    assert [experiments.ratio_text(r) for r in (1e-3, 8e-4, 5e-3, 1e-1, 3.125e-6)] == [
+        "1e-3", "8e-4", "5e-3", "1e-1", "3.1e-6"]
+
+
+def test_with_inset_frames_the_painting_in_the_lower_left_corner():
+    image = torch.zeros(1, 3, 40, 60)
+    inset = torch.full((1, 3, 20, 20), 0.25)
+    out = experiments.with_inset(image, inset, fraction=0.3)  # 18 x 18 px
+    assert torch.equal(image, torch.zeros(1, 3, 40, 60))  # not changed in place
+    assert torch.allclose(out[..., 40 - 19:39, 1:19], torch.tensor(0.25))
+    assert (out[..., 40 - 20, :20] == 1).all() and (out[..., :, 19][..., 20:] == 1).all()
+    assert (out[..., :20, :] == 0).all() and (out[..., :, 20:] == 0).all()
+
+
+def test_figure_draws_inputs_results_insets_and_captions():
+    run = Runner()
+    fig = experiments.figure("fig3", TINY, runner=run)
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 5 * 4 and len(run.configs) == 20
-    assert fig.axes[0].get_title() == "α/β = 1e-05" and fig.axes[0].get_ylabel() == "conv1_1"
-    assert fig.axes[-4].get_ylabel() == "conv1_1 … conv5_1"
-    assert {c.style_layers for c in run.configs} == set(experiments.LAYER_SETS)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 1 + 4 and len(run.calls) == 4
+    assert [ax.get_title() for ax in drawn][:2] == ["content: kodim23.png",
+                                                    "Turner, α/β = 1e-3"]
+    pixels = drawn[1].images[0].get_array()
+    assert (pixels[-1, 0] == 255).all() and (pixels[0, -1] == 128).all()  # frame; grey result
+    fig = experiments.figure("per_position", TINY, runner=Runner())
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].endswith("\nL_content / M_l = 2, L_style = 4")
+    # eq. 1 as printed: the content error is a sum over the 4 x 2 positions of conv4_2
+    assert titles[2].endswith("\nL_content / M_l = 0.25, L_style = 4")
 
 
-def test_tradeoff_grid_other_shapes(tiny):
-    content, style = tiny
-    fig = experiments.tradeoff_grid(content, style, nst.Config(size=32), runner=Runner(),
-                                    ratios=(1e-3,), layer_sets=[("conv1_1",), ("conv2_1",)])
-    assert len(fig.axes) == 2
+def test_grid_labels_rows_and_columns():
+    rows = [[torch.rand(1, 3, 16, 16)] * 3, [torch.rand(1, 3, 16, 16)] * 2]
+    fig = experiments.grid(rows, row_labels=["a", "b"], col_labels=["x", "y", "z"])
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes] == ["x\na", "y", "z", "b", "", ""]
 
 
-def test_ratios_act_per_position_of_the_content_layer(tiny):
-    content, style = tiny  # 32 x 48 at size 48: conv4_2 is 4 x 6
-    config = nst.Config(size=48)
-    assert experiments.positions("conv4_2", (32, 48)) == 24
-    assert experiments.positions("conv1_1", (32, 48)) == 32 * 48
-    assert experiments.alpha_per_position(1e-3, content, config) == pytest.approx(1e-3 / 24)
-    run = Runner()
-    experiments.tradeoff_runs(content, style, config, ratios=(1e-2,), layer_sets=[("conv1_1",)],
-                              runner=run)
-    experiments.tradeoff_runs(content, style, config, ratios=(1e-2,), layer_sets=[("conv1_1",)],
-                              per_position=False, runner=run)
-    (a, b) = run.configs
-    assert a.ratio == pytest.approx(1e-2 / 24) and b.ratio == pytest.approx(1e-2)
-
-
-def test_normalisation_grid_compares_the_networks(tiny):
-    run = Runner()
-    fig = experiments.normalisation_grid(*tiny, nst.Config(size=32), runner=run)
-    assert len(fig.axes) == 3 * 4
-    assert [c.weights for c in run.configs[::4]] == ["caffe", "caffe-normalized",
-                                                      "caffe-normalized"]
-
-
-def test_the_rows_vary_one_thing_each(tiny):
-    content, style = tiny
-    config = nst.Config(size=32, steps=2)
-    run = Runner()
-    inits = experiments.initialisations(content, style, config, runner=run)
-    assert len(inits) == 6 and all(c.scales == 1 and c.steps == 4 for c in run.configs)
-    assert [c.init for c in run.configs] == ["content", "style"] + ["noise"] * 4
-    assert len({c.seed for c in run.configs[2:]}) == 4
-    run.configs.clear()
-    experiments.poolings(content, style, config, runner=run)
-    assert [c.pooling for c in run.configs] == ["avg", "max"]
-    run.configs.clear()
-    res = experiments.resolutions(content, style, config, size=64, seconds=3, runner=run)
-    assert [(c.scales, c.size, c.time_limit) for c in run.configs] == [(3, 64, 3), (1, 64, 3)]
-    assert len(res) == 2
-    run.configs.clear()
-    experiments.blends(content, [style, style.flip(-1)], config, runner=run)
-    assert [c.style_blend for c in run.configs] == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
-    run.configs.clear()
-    out = experiments.colors(content, style, config, runner=run)
-    assert list(out) == ["plain transfer", "luminance only", "histogram matching"]
-
-
-def test_row_shows_results_with_their_timings(tiny):
-    result = nst.Result(image=tiny[0], history=[{}] * 7, seconds=12.3)
-    fig = experiments.row({"a": result, "b": tiny[1]}, timings=True)
-    assert len(fig.axes) == 2
-    assert fig.axes[0].get_title() == "a" and fig.axes[0].get_xlabel() == "12 s, 7 evaluations"
-
-
-def test_a_real_grid_with_random_weights(random_model, tiny, tmp_path, monkeypatch):
+def test_a_real_figure_with_random_weights_goes_through_the_cache(
+        random_model, tmp_path, monkeypatch):
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
-    content, style = tiny
-    config = nst.Config(size=32, steps=2, scales=1, weights="random")
+    computed = []
 
     def run(c, s, cfg, **kw):
-        return nst.cache.cached_transfer(c, s, cfg, model=random_model, **kw)
+        def transfer(*args, **kwargs):
+            computed.append(cfg)
+            return nst.transfer(*args, **kwargs)
 
-    fig = experiments.tradeoff_grid(content, style, config, ratios=(1e-4, 1e-2),
-                                    layer_sets=[("conv1_1",), ("conv1_1", "conv2_1")], runner=run)
-    assert len(fig.axes) == 4
-    assert len(list(nst.cache.directory().glob("*.png"))) == 4
+        return nst.cache.cached_transfer(c, s, cfg, model=random_model, runner=transfer, **kw)
+
+    s = experiments.Settings(size=32, steps=2)
+    out = experiments.results("fig4", s, runner=run)
+    assert len(computed) == 4 and len(list(nst.cache.directory().glob("*.png"))) == 4
+    assert all(r.image.shape[-1] == 32 and len(r.history) == 2 for r in out.values())
+    again = experiments.results("fig4", s, runner=run)
+    assert len(computed) == 4  # all four from the cache
+    assert [r.history for r in again.values()] == [r.history for r in out.values()]
+
+
+def test_loss_terms_per_position_divide_the_content_by_M_l(random_model, tiny, monkeypatch):
+    monkeypatch.setattr(experiments, "vgg19", lambda *a, **k: random_model)
+    per = experiments.loss_terms(*tiny, size=48, per_position=True)
+    printed = experiments.loss_terms(*tiny, size=48, per_position=False)
+    assert list(per) == ["M_l", "content", "style", *nst.STYLE_LAYERS]
+    assert per["M_l"] == experiments.positions("conv4_2", (32, 48)) == 24
+    assert printed["content"] == pytest.approx(24 * per["content"], rel=1e-5)
+    assert printed["style"] == pytest.approx(per["style"]) and per["content"] > 0
+
+
+def test_mean_responses_average_over_positions_then_images():
+    def model(x, layers):
+        return {name: x[:, :2] * (i + 1) for i, name in enumerate(layers)}
+
+    images = [torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 2, 2)]
+    images[1][..., 0, 0] = 4.0  # mean 1 over the positions
+    out = experiments.mean_responses(model, images, ("conv1_1", "conv2_1"))
+    assert torch.allclose(out["conv1_1"], torch.tensor([1.0, 1.0]))
+    assert torch.allclose(out["conv2_1"], torch.tensor([2.0, 2.0]))
+
+
+def test_scale_ratios_drop_silent_filters(monkeypatch):
+    def model(x, layers):
+        f = torch.ones(1, 3, 2, 2)
+        f[:, 1] = 0  # a silent filter
+        return {name: f * 2 for name in layers}
+
+    monkeypatch.setattr(experiments, "vgg19", lambda *a, **k: model)
+    out = experiments.scale_ratios(["brick.png"], ("conv1_1",), size=32)
+    assert torch.equal(out["conv1_1"], torch.tensor([2.0, 2.0]))
 
 
 def test_settings_are_small_in_quick_mode(monkeypatch):
     quick, full = experiments.settings(quick=True), experiments.settings(quick=False)
     assert quick.size < full.size and quick.steps < full.steps and quick.large < full.large
+    assert max(quick.sizes) < min(full.sizes)
     monkeypatch.setenv("NST_QUICK", "1")
     assert experiments.settings() == quick
     assert full.config.init == "noise" and full.config.weights == "caffe-normalized"
-    assert replace(full, size=64).config.size == 64
+    assert full.config.per_position and full.config.ratio == nst.Config().ratio
 
 
-def test_magnitudes_with_random_weights(random_model, tiny, monkeypatch):
-    monkeypatch.setattr(experiments, "vgg19", lambda *a, **k: random_model)
-    out = experiments.magnitudes(*tiny, weights="random", size=32)
-    assert list(out) == ["content (noise)", *nst.STYLE_LAYERS]
-    assert all(v >= 0 for v in out.values())
+def test_precompute_runs_every_experiment(monkeypatch):
+    done = []
+    monkeypatch.setattr(experiments, "results", lambda name, s, **kw: done.append(name))
+    experiments.precompute(TINY, progress=False)
+    assert done == list(experiments.EXPERIMENTS)
 
 
 def test_the_package_does_not_import_experiments():
