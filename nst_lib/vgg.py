@@ -302,12 +302,13 @@ def _state_dict(weights: str, pooling: str) -> tuple[dict[str, torch.Tensor] | N
 
 @functools.lru_cache(maxsize=4)
 def vgg19(
-    weights: str = "caffe", *, pooling: str = "avg", device: str = "auto", seed: int = 0
+    weights: str = "caffe-normalized", *, pooling: str = "avg", device: str = "auto",
+    seed: int = 0,
 ) -> VGG19:
     """The VGG19 feature network with the given weights, cached per argument set.
 
-    ``weights``: "caffe" (VGG19 as trained, the default), "caffe-normalized" (the same
-    rescaled as in the paper, :func:`normalize_weights`), "torchvision", "random" (seeded by
+    ``weights``: "caffe-normalized" (the default, as in Config: Caffe's VGG19 rescaled as in
+    the paper, :func:`normalize_weights`), "caffe" (as trained), "torchvision", "random" (seeded by
     ``seed``, smoke tests only) or a path to a state dict file.
     ``pooling``: "avg" (default; the paper replaces max by average pooling, which it found
     gives "slightly more appealing results") or "max" (VGG as trained).
