@@ -28,7 +28,7 @@ BASE_MB = {"cpu": 900.0, "cuda": 160.0}
 # (forward maps kept for the backward pass, the float32 copies the losses get, gradients)
 BYTES_PER_ELEMENT = {torch.float32: 4.9, torch.bfloat16: 3.8, torch.float16: 3.8}
 # seconds per element per loss evaluation on the benchmark's 2 cores, for the time estimate
-SECONDS_PER_ELEMENT = {torch.float32: 1.0e-8, torch.bfloat16: 5.5e-9, torch.float16: 5.5e-9}
+SECONDS_PER_ELEMENT = {torch.float32: 1.45e-8, torch.bfloat16: 7.4e-9, torch.float16: 7.4e-9}
 LBFGS_HISTORY = 100  # the history_size optimize.py gives L-BFGS
 
 
