@@ -233,7 +233,7 @@ def transfer(
       so far and its history, with ``stop_reason="interrupted"``.
     """
     config = validate(replace(config or Config(), **overrides))
-    cost = check_cost(content, style, config, model)  # before any large tensor is made
+    check_cost(content, style, config, model)  # before any large tensor is made
     # images first: a bad file is reported before any weights are loaded or fetched
     content_full = _as_image(content, config.size, what="content image")
     style_list = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else style or []
