@@ -7,7 +7,8 @@
 
 from .config import CONTENT_LAYERS, STYLE_LAYERS, Config, quick_mode
 from .image import ImageError, as_image, example, load_image, resize, save_image, to_pil
-from .losses import content_loss, gram_matrix, style_layer_loss, style_loss, total_loss
+from .losses import (LossFunctions, content_loss, fast_style_layer_loss, gram_matrix,
+                     style_layer_loss, style_loss, total_loss)
 from .optimize import (Result, Step, Targets, check_cost, reconstruct_content, reconstruct_style,
                        transfer)
 from .vgg import CONV_LAYERS, LAYERS, VGG19, check_layers, resolve_device, vgg19
@@ -28,9 +29,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "CONTENT_LAYERS", "CONV_LAYERS", "Config", "ImageError", "LAYERS", "Result", "STYLE_LAYERS",
-    "Step", "Targets", "VGG19", "WeightsError", "as_image", "check_cost", "check_layers",
+    "LossFunctions", "Step", "Targets", "VGG19", "WeightsError", "as_image", "check_cost", "check_layers",
     "content_loss",
-    "example", "gram_matrix", "load_image", "quick_mode", "reconstruct_content",
+    "example", "fast_style_layer_loss", "gram_matrix", "load_image", "quick_mode", "reconstruct_content",
     "reconstruct_style", "resize", "resolve_device", "save_image", "style_layer_loss",
     "style_loss", "to_pil", "total_loss", "transfer", "vgg19",
 ]

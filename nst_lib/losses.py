@@ -12,6 +12,7 @@ than torchvision's), which is why only alpha/beta is meaningful, and only for on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -34,13 +35,22 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: E_l = 1 / (4 N^2 M^2) * sum_ij (G_ij - A_ij)^2.
+    """Eq. 4: E_l = 1 / (4 N^2 M^2) * sum_ij (G_ij - A_ij)^2, written as the paper writes it.
 
     ``target_gram`` is the style image's Gram matrix A. The style image may have another
-    size than the generated image: G and A are both (N, N). The gradient is the paper's
-    eq. 6, 1 / (N^2 M^2) * (F^T (G - A))^T where F > 0, written out in
-    :class:`_StyleLayerLoss` (one matrix product instead of autograd's two).
+    size than the generated image: G and A are both (N, N). Autograd gives the paper's
+    eq. 6; :func:`fast_style_layer_loss` is the same loss with eq. 6 written out.
     """
+    n = features.shape[-3]
+    m = features.shape[-2] * features.shape[-1]
+    return (gram_matrix(features) - target_gram).pow(2).sum() / (4 * n**2 * m**2)
+
+
+def fast_style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """The fast path of :func:`style_layer_loss`: the same value, and the paper's eq. 6,
+    1 / (N^2 M^2) * (F^T (G - A))^T where F > 0, as its backward pass
+    (:class:`_StyleLayerLoss`: one matrix product instead of autograd's two, and no copy
+    between memory orders). A run uses this one by default (:class:`LossFunctions`)."""
     return _StyleLayerLoss.apply(features, target_gram)
 
 
@@ -92,3 +102,14 @@ def total_loss(
     """Eq. 7: L_total = alpha * L_content + beta * L_style."""
     return alpha * content + beta * style
 
+
+
+class LossFunctions(NamedTuple):
+    """The functions a run computes its loss with (:class:`nst_lib.Targets`), by default
+    these of the library. Give your own, with the same arguments, to see your code paint:
+    ``nst.transfer(photo, painting, functions=nst.LossFunctions(content_loss=mine))``."""
+
+    content_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = content_loss
+    gram_matrix: Callable[[torch.Tensor], torch.Tensor] = gram_matrix
+    style_layer_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = fast_style_layer_loss
+    total_loss: Callable[..., torch.Tensor] = total_loss

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from . import image as img
 from .config import Config, _as_tuple, require_layers, scale_levels, steps_per_scale
-from .losses import content_loss, gram_matrix, style_layer_loss, total_loss
+from .losses import LossFunctions
 from .cost import Cost, check_fits
 from .vgg import VGG19, check_layers, resolve_device, resolve_precision, vgg19
 
@@ -95,7 +95,9 @@ class Targets:
     exactly eq. 4 (the paper uses equal sizes).
     """
 
-    def __init__(self, model: VGG19, config: Config, content=None, style=None):
+    def __init__(self, model: VGG19, config: Config, content=None, style=None, *,
+                 functions: LossFunctions = LossFunctions()):
+        self.functions = functions
         styles = [style] if isinstance(style, torch.Tensor) else list(style or [])
         self.content_layers = check_layers(config.content_layers) if content is not None else ()
         self.per_position = config.per_position
@@ -113,7 +115,7 @@ class Targets:
             self.grams = {}  # layer -> A^l / M_style, (N, N)
             for w, image in zip(blend, styles):
                 for name, f in model(image, tuple(self.style_weights), dtype=self.dtype).items():
-                    per_position = gram_matrix(f) / (f.shape[-2] * f.shape[-1])
+                    per_position = functions.gram_matrix(f) / (f.shape[-2] * f.shape[-1])
                     self.grams[name] = self.grams.get(name, 0) + w * per_position
 
     def losses(self, model: VGG19, x: torch.Tensor, alpha: float, beta: float) -> "Losses":
@@ -127,19 +129,20 @@ class Targets:
         layers = {}
         content = style = x.new_zeros(())
         for name in self.content_layers:
-            term = content_loss(feats[name], self.content[name])
+            term = self.functions.content_loss(feats[name], self.content[name])
             if self.per_position:
                 term = term / (feats[name].shape[-2] * feats[name].shape[-1])  # / M_l
             layers[name] = term
             content = content + term
         for name, w in self.style_weights.items():
             m = feats[name].shape[-2] * feats[name].shape[-1]  # M_l of the generated image
-            term = style_layer_loss(feats[name], self.grams[name] * m)
+            term = self.functions.style_layer_loss(feats[name], self.grams[name] * m)
             layers[name] = layers.get(name, 0) + term
             style = style + w * term
         alpha = alpha if self.content_layers else 0.0
         beta = beta if self.style_weights else 0.0
-        return Losses(total_loss(content, style, alpha=alpha, beta=beta), content, style, layers)
+        total = self.functions.total_loss(content, style, alpha=alpha, beta=beta)
+        return Losses(total, content, style, layers)
 
 
 class Losses(NamedTuple):
@@ -216,6 +219,7 @@ def transfer(
     image_every: int = 10,
     progress: bool = True,
     stop: threading.Event | None = None,
+    functions: LossFunctions = LossFunctions(),
     **overrides,
 ) -> Result:
     """Optimise an image so its VGG19 features match ``content`` and its Gram matrices ``style``.
@@ -229,6 +233,8 @@ def transfer(
     - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
     - ``callback(step)`` after every loss evaluation; ``step.image`` is set every
       ``image_every`` evaluations. ``stop``: a threading.Event that ends the run when set.
+    - ``functions``: the loss functions (:class:`~nst_lib.losses.LossFunctions`), e.g. your
+      own ``content_loss`` in place of the library's.
     - Ctrl-C / the notebook's stop button ends the run cleanly: the result holds the image
       so far and its history, with ``stop_reason="interrupted"``.
     """
@@ -262,7 +268,7 @@ def transfer(
             c = img.resize(content_full, tuple(shape)) if content_full is not None else None
             s = [img.resize(im, tuple(max(img.MIN_SIDE, round(d / factor)) for d in im.shape[-2:]))
                  for im in styles]
-            targets = Targets(model, config, c, s)
+            targets = Targets(model, config, c, s, functions=functions)
             if x is None:
                 x0 = _initial(config.init, shape, c, s[0] if s else None, config.seed, device)
             else:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import nst_lib as nst
@@ -35,7 +36,7 @@ def test_style_layer_loss_gradient_matches_eq_6():
     m = h * w
     F = torch.rand(1, n, h, w, dtype=torch.float64, requires_grad=True)
     A = nst.gram_matrix(torch.rand(1, n, 7, 3, dtype=torch.float64))  # style of another size
-    E = nst.style_layer_loss(F, A)
+    E = nst.fast_style_layer_loss(F, A)
     G = nst.gram_matrix(F).detach()
     Fm = F.detach().view(n, m)
     assert torch.allclose(E, ((G - A) ** 2).sum() / (4 * n**2 * m**2))  # eq. 4
@@ -47,15 +48,25 @@ def test_style_layer_loss_gradient_matches_eq_6():
 def test_style_layer_loss_gradient_matches_finite_differences_and_autograd():
     F = torch.rand(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
     A = nst.gram_matrix(torch.rand(1, 5, 6, 2, dtype=torch.float64))
-    assert torch.autograd.gradcheck(nst.style_layer_loss, (F, A))
-    # the same gradient as autograd through eq. 4 written out, also for channels_last maps
+    assert torch.autograd.gradcheck(nst.fast_style_layer_loss, (F, A))
+    # the fast path has the plain eq. 4's value and autograd gradient, also for
+    # channels_last maps
     X = torch.rand(1, 16, 6, 7).to(memory_format=torch.channels_last).requires_grad_(True)
     B = nst.gram_matrix(torch.rand(1, 16, 5, 5))
-    nst.style_layer_loss(X, B).backward()
+    fast = nst.fast_style_layer_loss(X, B)
+    fast.backward()
     Y = X.detach().clone().requires_grad_(True)
-    f = Y.reshape(16, -1)
-    ((f @ f.t() - B) ** 2).sum().div(4 * 16**2 * 42**2).backward()
-    assert torch.allclose(X.grad, Y.grad, rtol=1e-4, atol=1e-9)
+    plain = nst.style_layer_loss(Y, B)
+    plain.backward()
+    assert torch.allclose(fast, plain) and torch.allclose(X.grad, Y.grad, rtol=1e-4, atol=1e-9)
+
+
+def test_style_layer_loss_matches_a_hand_computed_value():
+    # F = [[1, 2], [0, 1]] (N=2 maps, M=2 positions): G = [[5, 2], [2, 1]]; A = I
+    F = torch.tensor([[1.0, 2.0], [0.0, 1.0]]).view(1, 2, 1, 2)
+    # sum (G - A)^2 = 16 + 4 + 4 + 0 = 24; / (4 * 2^2 * 2^2) = 24 / 64
+    for loss in (nst.style_layer_loss, nst.fast_style_layer_loss):
+        assert loss(F, torch.eye(2)).item() == pytest.approx(24 / 64)
 
 
 def test_style_gradient_of_channels_last_maps_comes_back_channels_last():
@@ -64,7 +75,7 @@ def test_style_gradient_of_channels_last_maps_comes_back_channels_last():
     image = torch.rand(1, 3, 12, 10).contiguous(memory_format=torch.channels_last)
     maps = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)(image)
     assert maps.is_contiguous(memory_format=torch.channels_last)
-    (grad,) = torch.autograd.grad(nst.style_layer_loss(maps, torch.eye(8)), maps)
+    (grad,) = torch.autograd.grad(nst.fast_style_layer_loss(maps, torch.eye(8)), maps)
     assert grad.is_contiguous(memory_format=torch.channels_last)
 
 

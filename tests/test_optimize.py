@@ -217,3 +217,22 @@ def test_tensors_passed_by_mistake_are_converted_or_refused_by_name(random_model
         nst.transfer(content, torch.randn(1, 3, 40, 40), **settings)
     with pytest.raises(nst.ImageError, match=r"^The start image \(init\) has shape \(1, 2,"):
         nst.transfer(content, style, **{**settings, "init": torch.rand(1, 2, 32, 48)})
+
+
+def test_a_run_computes_its_loss_with_the_functions_it_is_given(random_model, tiny):
+    content, style = tiny
+    calls = []
+
+    def doubled_content_loss(features, target):  # e.g. a student's own eq. 1
+        calls.append(features.shape)
+        return 2 * nst.content_loss(features, target)
+
+    functions = nst.LossFunctions(content_loss=doubled_content_loss,
+                                  style_layer_loss=nst.style_layer_loss)  # the plain eq. 4
+    mine = nst.transfer(content, style, model=random_model, progress=False,
+                        functions=functions, **{**FAST, "steps": 1})
+    library = nst.transfer(content, style, model=random_model, progress=False,
+                           **{**FAST, "steps": 1})
+    assert len(calls) == 1 and calls[0][1] == 512  # conv4_2's maps, once per evaluation
+    assert mine.history[0]["content"] == pytest.approx(2 * library.history[0]["content"])
+    assert mine.history[0]["style"] == pytest.approx(library.history[0]["style"], rel=1e-4)
