@@ -5,13 +5,15 @@
     result.save("out.png")
 """
 
-from .config import CONTENT_LAYERS, STYLE_LAYERS, Config, quick_mode
+from .config import CONTENT_LAYERS, STYLE_LAYERS, Config
 from .image import ImageError, as_image, example, load_image, resize, save_image, to_pil
+from .layers import CONV_LAYERS, LAYERS, check_layers
 from .losses import (LossFunctions, content_loss, fast_style_layer_loss, gram_matrix,
                      style_layer_loss, style_loss, total_loss)
-from .optimize import (Result, Step, Targets, check_cost, reconstruct_content, reconstruct_style,
-                       transfer)
-from .vgg import CONV_LAYERS, LAYERS, VGG19, check_layers, resolve_device, vgg19
+from .optimize import (Result, Step, Stop, Targets, check_cost, reconstruct_content,
+                       reconstruct_style, transfer)
+from .quick import quick_mode
+from .vgg import VGG19, WEIGHTS, resolve_device, vgg19
 from .weights import WeightsError
 
 _LEAF_MODULES = ("plot", "widgets", "exercises", "experiments", "color", "cache")
@@ -29,7 +31,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "CONTENT_LAYERS", "CONV_LAYERS", "Config", "ImageError", "LAYERS", "Result", "STYLE_LAYERS",
-    "LossFunctions", "Step", "Targets", "VGG19", "WeightsError", "as_image", "check_cost", "check_layers",
+    "LossFunctions", "Step", "Stop", "Targets", "VGG19", "WEIGHTS", "WeightsError", "as_image", "check_cost", "check_layers",
     "content_loss",
     "example", "fast_style_layer_loss", "gram_matrix", "load_image", "quick_mode", "reconstruct_content",
     "reconstruct_style", "resize", "resolve_device", "save_image", "style_layer_loss",

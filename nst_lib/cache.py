@@ -20,21 +20,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .config import Config, split_settings
-from .image import load_image, save_image
-from .optimize import ImageLike, Result, transfer
-from .vgg import calibration_id
+from .files import atomic_write
+from .image import as_list, load_image, save_image
+from .optimize import ImageLike, Result, Stop, transfer
+from .vgg import weights_id
 from .weights import cache_dir
 
-VERSION = 1  # bump when a change to the library changes what the same settings give
-STORED = ("steps", "converged", "time")  # stop reasons of complete runs
+VERSION = 2  # bump when a change to the library changes what the same settings give
 
 
 def directory() -> Path:
@@ -52,30 +50,15 @@ def image_hash(image: ImageLike) -> str:
     return digest.hexdigest()
 
 
-def _weights_id(weights: str) -> str:
-    path = Path(weights)
-    if weights == "caffe-normalized":  # depends on the images it was normalised on
-        return f"{weights}:{calibration_id()}"
-    if weights in ("caffe", "torchvision", "random") or not path.is_file():
-        return weights
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
 def key(content: ImageLike | None, style, config: Config) -> str:
     """The cache key of a run: 24 hex digits of a hash over all its inputs."""
-    settings = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        settings[field.name] = (f"tensor:{image_hash(value)}" if isinstance(value, torch.Tensor)
-                                else value)
-    settings["weights"] = _weights_id(str(config.weights))
-    styles = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else list(style or [])
+    settings = dataclasses.asdict(config)
+    settings["weights"] = weights_id(config.weights)
     inputs = {
         "version": VERSION,
         "config": settings,
         "content": image_hash(content) if content is not None else None,
-        "style": [image_hash(s) for s in styles],
+        "style": [image_hash(s) for s in as_list(style)],
     }
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -105,15 +88,8 @@ def store(result: Result, content: ImageLike | None, style, config: Config) -> P
     save_image(result.image, stem.with_suffix(".png"))
     data = {"history": result.history, "stop_reason": result.stop_reason,
             "seconds": result.seconds, "config": repr(config)}
-    fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared cache must be readable
-        os.replace(tmp, stem.with_suffix(".json"))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(stem.with_suffix(".json"), "w") as f:
+        json.dump(data, f)
     return stem.with_suffix(".json")
 
 
@@ -142,11 +118,11 @@ def cached_transfer(
         if hit is not None:
             return hit
     result = runner(content, style, config, **others)
-    if result.stop_reason == "interrupted":
+    if result.stop_reason == Stop.INTERRUPTED:
         # Ctrl-C or the notebook's stop button: end the whole figure or precompute, not only
         # this one of its runs (runs finished before are in the cache)
         raise KeyboardInterrupt("interrupted; the runs that finished are kept in the cache")
-    if result.stop_reason in STORED:
+    if result.stop_reason.complete:
         store(result, content, style, config)
     return result
 

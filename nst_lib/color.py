@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 
 from .config import Config, split_settings
-from .image import resize
-from .optimize import ImageLike, Result, _as_image, transfer
+from .image import as_list, image_from, resize
+from .optimize import ImageLike, Result, transfer
 
 # NTSC RGB -> YIQ (FCC 1953 coefficients); Y is the luminance, I and Q the colour.
 RGB_TO_YIQ = torch.tensor([
@@ -155,9 +155,9 @@ def transfer_preserving_color(
     recombined image for ``"luminance"`` (the history is that of the grey transfer).
     """
     resolved, _ = split_settings(config, kwargs)
-    styles = style if isinstance(style, (list, tuple)) else [style]
-    photo = _as_image(content, resolved.size)
-    paintings = [_as_image(s, resolved.style_size or resolved.size) for s in styles]
+    photo = image_from(content, resolved.size, what="content image")
+    paintings = [image_from(s, resolved.style_size or resolved.size, what="style image")
+                 for s in as_list(style)]
     if method == "luminance":
         pairs = [luminance_only(photo, p) for p in paintings]
         result = runner(pairs[0][0], [p for _, p in pairs], config, **kwargs)

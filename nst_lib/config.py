@@ -11,8 +11,11 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, fields, replace
+from typing import Callable, NamedTuple
 
-from .vgg import check_layers
+import torch
+
+from .layers import check_layers
 
 MIN_COARSE = 64  # px, longest side of the coarsest level of coarse-to-fine
 
@@ -20,13 +23,32 @@ STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # CVPR 2
 CONTENT_LAYERS = ("conv4_2",)  # CVPR 2016, Fig. 3
 
 
-def quick_mode() -> bool:
-    """True when ``NST_QUICK`` is set to a non-empty value other than ``0``.
+POOLINGS = ("avg", "max")  # average pooling (the paper) or max pooling (VGG as trained)
+INITS = ("noise", "content", "style")  # the start image: white noise (the paper) or an input
+# what VGG19's layers compute in ("auto": see nst_lib.vgg.resolve_precision)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
-    The test configuration sets it so that the notebooks run with small images and few
-    steps; the code path is the same, only the numbers change.
-    """
-    return os.environ.get("NST_QUICK", "") not in ("", "0")
+
+class Optimizer(NamedTuple):
+    """One of :data:`OPTIMIZERS`: how to make it for the image and its default step size."""
+
+    make: Callable[[list[torch.Tensor], float, int], torch.optim.Optimizer]  # (params, lr, evals)
+    lr: float
+
+
+def _lbfgs(params: list[torch.Tensor], lr: float, evaluations: int) -> torch.optim.Optimizer:
+    # the strong Wolfe line search keeps L-BFGS stable at large beta (without it the quartic
+    # style loss makes plain L-BFGS overshoot to inf at alpha/beta = 1e-4); the tolerances
+    # are 0 so that it runs its whole budget of evaluations
+    return torch.optim.LBFGS(params, lr=lr, max_iter=evaluations, max_eval=evaluations,
+                             history_size=100, tolerance_grad=0.0, tolerance_change=0.0,
+                             line_search_fn="strong_wolfe")
+
+
+OPTIMIZERS = {
+    "lbfgs": Optimizer(_lbfgs, 1.0),  # the paper's
+    "adam": Optimizer(lambda params, lr, evaluations: torch.optim.Adam(params, lr=lr), 0.02),
+}
 
 
 @dataclass(frozen=True)
@@ -52,25 +74,25 @@ class Config:
     size: int | None = 256  # longest side of the result in pixels; None = content's size
     style_size: int | None = None  # longest side of the style image; None = same as size
     # optimisation
-    optimizer: str = "lbfgs"  # "lbfgs" (paper) or "adam"
-    lr: float | None = None  # None = 1.0 for L-BFGS, 0.02 for Adam
+    optimizer: str = "lbfgs"  # a name in OPTIMIZERS: "lbfgs" (paper) or "adam"
+    lr: float | None = None  # None = the optimizer's own (OPTIMIZERS): 1.0 L-BFGS, 0.02 Adam
     # loss evaluations per scale: one number for every scale, or one per scale, coarsest
     # first; the default spends most at the coarse scales, which cost 1/16 and 1/4 of a
     # full-size evaluation (benchmarks/)
-    steps: int | tuple[int, ...] = (100, 50, 20)
-    init: str = "content"  # "noise" (paper), "content" or "style"
+    steps: int | tuple[int, ...] = (100, 40, 15)
+    init: str = "content"  # one of INITS: "noise" (paper), "content" or "style"
     seed: int = 0
     scales: int = 3  # coarse-to-fine levels, each half the next; coarsest >= 64 px (not in paper)
     tol: float = 0.0  # stop when the loss improves by less than tol (relative) over 20 steps
     time_limit: float | None = None  # seconds, for the whole run
     # network
-    # "caffe-normalized" (the paper's network: Caffe VGG19, each filter's mean response 1),
-    # "caffe" (as trained), "torchvision", "random" or a path
+    # a name in nst_lib.vgg.WEIGHTS ("caffe-normalized": the paper's network, Caffe's VGG19
+    # with each filter's mean response 1) or the path of a state dict file
     weights: str = "caffe-normalized"
-    pooling: str = "avg"  # "avg" (paper) or "max" (VGG as trained)
+    pooling: str = "avg"  # one of POOLINGS: "avg" (paper) or "max" (VGG as trained)
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    # what VGG19's layers compute in: "auto" = bfloat16 where the CPU or GPU has it natively
-    # (about 1.9x faster, same errors: benchmarks/), else float32; "float32", "bfloat16", "float16"
+    # one of PRECISIONS, what VGG19's layers compute in: "auto" = bfloat16 where the CPU or
+    # GPU has it natively (about 1.9x faster, same errors: benchmarks/), else float32
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -92,6 +114,9 @@ class Config:
                                                      zero=False))
         if self.style_blend is not None:
             set_field(self, "style_blend", _shares(self.style_blend, "style_blend", zero=True))
+        for ok, message in _rules(self):
+            if not ok:
+                raise ValueError(message + ".")
 
     @property
     def ratio(self) -> float:
@@ -102,16 +127,64 @@ class Config:
         """
         return self.alpha / self.beta if self.beta else float("inf")
 
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the optimizer's own when it is None."""
+        return self.lr if self.lr is not None else OPTIMIZERS[self.optimizer].lr
+
     def layer_weights(self) -> dict[str, float]:
         """The style layers and their weights w_l as a mapping (eq. 5)."""
         if self.style_weights is None:
             return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
-        if len(self.style_weights) != len(self.style_layers):
-            raise ValueError(
-                f"style_weights has {len(self.style_weights)} entries but style_layers has "
-                f"{len(self.style_layers)}; give one weight per style layer."
-            )
         return dict(zip(self.style_layers, self.style_weights))
+
+
+def _whole(value, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2**63
+
+
+def _number(value, low: float = 0.0) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= low)
+
+
+def _choice(config: Config, name: str, choices) -> tuple[bool, str]:
+    value = getattr(config, name)
+    return value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}"
+
+
+def _rules(c: Config) -> list[tuple[bool, str]]:
+    """Every rule a Config must keep: (kept, what to say when it is not)."""
+    steps = c.steps if isinstance(c.steps, tuple) else (c.steps,)
+    return [
+        _choice(c, "optimizer", OPTIMIZERS), _choice(c, "init", INITS),
+        _choice(c, "pooling", POOLINGS), _choice(c, "precision", PRECISIONS),
+        (all(_whole(n) for n in steps), f"steps must be at least 1, got {c.steps} (a whole "
+         "number, or one per scale)"),
+        (_whole(c.scales), f"scales must be at least 1, got {c.scales!r} (a whole number)"),
+        (isinstance(c.steps, int) or len(steps) >= c.scales if _whole(c.scales) else True,
+         f"steps gives {len(steps)} numbers for {c.scales} scales; give one per scale, "
+         "coarsest first"),
+        (c.size is None or _whole(c.size), f"size must be a positive number of pixels, got {c.size}"),
+        (c.style_size is None or _whole(c.style_size),
+         f"style_size must be a positive number of pixels, got {c.style_size}"),
+        (_whole(c.seed, 0), f"seed must be a whole number from 0 to 2**63 - 1, got {c.seed!r}"),
+        (_number(c.alpha), f"alpha must be finite and >= 0, got {c.alpha!r}"),
+        (_number(c.beta), f"beta must be finite and >= 0, got {c.beta!r}"),
+        (not (_number(c.alpha) and _number(c.beta)) or c.alpha > 0 or c.beta > 0,
+         "alpha and beta cannot both be 0"),
+        (c.style_weights is None or len(c.style_weights) == len(c.style_layers),
+         f"style_weights has {len(c.style_weights or ())} entries for {len(c.style_layers)} "
+         "style_layers; give one weight per style layer"),
+        (c.lr is None or (_number(c.lr) and c.lr > 0), f"lr must be positive and finite, got {c.lr!r}"),
+        (_number(c.tol), f"tol must be >= 0, got {c.tol!r}"),
+        (c.time_limit is None or _number(c.time_limit),
+         f"time_limit must be >= 0 seconds, got {c.time_limit!r}"),
+        (isinstance(c.per_position, bool), f"per_position must be True or False, got {c.per_position!r}"),
+        (isinstance(c.weights, (str, os.PathLike)) and str(c.weights) != "",
+         f"weights must be a name or a file path, got {c.weights!r}"),
+        (isinstance(c.device, str), f"device must be a name such as 'cpu', got {c.device!r}"),
+    ]
 
 
 def layer_names(names, field: str = "layers") -> tuple[str, ...]:
@@ -175,10 +248,6 @@ def split_settings(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
     settings = {k: v for k, v in kwargs.items() if k in names}
     others = {k: v for k, v in kwargs.items() if k not in names}
     return replace(config or Config(), **settings), others
-
-
-def _as_tuple(steps) -> tuple:
-    return tuple(steps) if isinstance(steps, (tuple, list)) else (steps,)
 
 
 def steps_per_scale(config: Config, levels: int) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import torch
 
 from .config import Config, scale_levels, steps_per_scale
 from .image import MIN_SIDE, target_shape
-from .vgg import CFG, LAYERS
+from .layers import CFG, LAYERS
 
 # fitted (benchmarks/benchmark.py): the process before the run (Python, torch, the weights)
 BASE_MB = {"cpu": 900.0, "cuda": 160.0}

@@ -38,11 +38,13 @@ from matplotlib.figure import Figure
 from . import plot
 from .cache import cached_transfer, directory
 from .color import transfer_preserving_color
-from .config import STYLE_LAYERS, Config, quick_mode
+from .config import STYLE_LAYERS, Config
 from .image import example, load_image, resize, target_shape
+from .layers import block
+from .normalize import mean_responses
 from .optimize import Result, Targets
-from .vgg import LAYERS, calibration_id, normalize_weights, vgg19
-from .weights import cache_dir, cache_lock, caffe_weights, load_weights, save_to_cache
+from .quick import quick_mode
+from .vgg import normalized_caffe, vgg19
 
 Runner = Callable[..., Result]
 
@@ -56,7 +58,7 @@ PREPRINT_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)  # the columns of the preprint's Fig.
 # three of its five rows of style layer sets: conv1_1, conv1_1-conv3_1, conv1_1-conv5_1
 PREPRINT_LAYER_SETS = (STYLE_LAYERS[:1], STYLE_LAYERS[:3], STYLE_LAYERS)
 # a second set of calibration images for the normalised network: the paintings added to
-# data/ after the default set (nst_lib.vgg.CALIBRATION) was fixed
+# data/ after the default set (nst_lib.normalize.CALIBRATION) was fixed
 PAINTINGS = ("shipwreck.jpg", "the_scream.jpg", "composition_vii.jpg", "woman_with_hat.jpg",
              "udnie.jpg")
 
@@ -96,8 +98,7 @@ def picture(name: str) -> torch.Tensor:
 
 def positions(layer: str, shape: tuple[int, int]) -> int:
     """M_l: the number of positions of ``layer``'s feature maps for an H x W image."""
-    pools = sum(1 for name, index in LAYERS.items()
-                if name.startswith("pool") and index < LAYERS[layer])
+    pools = block(layer) - 1 if layer.startswith("conv") else block(layer)
     h, w = shape
     return (h // 2**pools) * (w // 2**pools)
 
@@ -265,21 +266,10 @@ def runs(name: str, s: Settings | None = None) -> dict[str, dict]:
 
 
 def calibrated_weights(images: Sequence[str], pooling: str = "avg") -> Path:
-    """A weights file of VGG19 normalised on other ``images`` (files in ``data/``).
-
-    Computed once (:func:`nst_lib.vgg.normalize_weights`, on the Caffe weights) and kept in
-    the cache folder, named like the default ``weights="caffe-normalized"`` file with the
-    images' :func:`~nst_lib.vgg.calibration_id`; for the default images it is that file.
-    """
-    paths = [example(name) for name in images]
-    path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id(paths)}.pth"
-    if not path.is_file():
-        with cache_lock(path):
-            if not path.is_file():
-                state = normalize_weights(load_weights(caffe_weights())[0], paths,
-                                          pooling=pooling)
-                save_to_cache(state, path, "caffe")
-    return path
+    """A weights file of VGG19 normalised on other ``images`` (files in ``data/``):
+    :func:`nst_lib.vgg.normalized_caffe`, computed once and cached; for the default
+    images it is the file of ``weights="caffe-normalized"``."""
+    return normalized_caffe(pooling, [example(name) for name in images])
 
 
 def config_of(changes: Mapping, s: Settings | None = None) -> Config:
@@ -392,16 +382,6 @@ def loss_terms(
     return {"M_l": float(positions("conv4_2", tuple(photo.shape[-2:]))),
             "content": losses.content.item(), "style": losses.style.item(),
             **{name: losses.layers[name].item() for name in STYLE_LAYERS}}
-
-
-def mean_responses(model, images: Sequence[torch.Tensor],
-                   layers: Sequence[str] = STYLE_LAYERS) -> dict[str, torch.Tensor]:
-    """Each filter's response averaged over the positions of each image, then over the
-    images: ``{layer: (N,)}``, what :func:`nst_lib.vgg.normalize_weights` divides by."""
-    with torch.no_grad():
-        maps = [model(x, tuple(layers)) for x in images]
-    return {name: torch.stack([m[name].mean(dim=(0, 2, 3)) for m in maps]).mean(0)
-            for name in layers}
 
 
 def scale_ratios(images: Sequence[str], layers: Sequence[str] = STYLE_LAYERS,

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .files import atomic_write
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_PIXELS = 80_000_000  # more pixels than this are never decoded (decompression bombs)
 LARGE_PIXELS = 16_000_000  # above this, a file is read at reduced resolution when a size is given
@@ -53,6 +55,19 @@ def open_image(
     ``~`` is your home folder, as in a shell. A web address is refused (download the file
     first); a missing file's message names a file of a similar name in its folder if any.
     """
+    path = _existing(path)
+    if size is not None:
+        target_shape(1, 1, size)  # a bad size is reported as such, not as a bad file
+    im, stored, sideways = _decode(path, size)
+    w, h = stored[::-1] if sideways else stored  # as displayed
+    if im.size != (w, h):
+        warnings.warn(f"{path.name} is {w}x{h} pixels; read it at {im.width}x{im.height} to "
+                      "save memory.", stacklevel=2)
+    return im
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    """``path`` as a Path (``~`` expanded) if it names a file that is not empty."""
     if str(path).startswith(("http://", "https://", "ftp://")):
         raise ImageError(f"{path} is a web address; download the image first and give the "
                          "path of the file.")
@@ -63,46 +78,52 @@ def open_image(
         raise ImageError(f"{path} is a directory; give the path of an image file.")
     if path.stat().st_size == 0:
         raise ImageError(f"{path} is empty (0 bytes); use another copy of the image.")
-    if size is not None:
-        target_shape(1, 1, size)  # a bad size is reported as such, not as a bad file
-    shrink_hint = "scale it down first, for example to 4000 px on the longest side"
+    return path
+
+
+SHRINK_HINT = "scale it down first, for example to 4000 px on the longest side"
+
+
+def _decode(path: Path, size) -> tuple[Image.Image, tuple[int, int], bool]:
+    """:func:`_read`, with every way decoding can fail as an :class:`ImageError`."""
     try:
-        with warnings.catch_warnings():
-            # PIL warns above 89 MP and refuses above 179 MP; our own limit is MAX_PIXELS
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)  # reads the header only
-        with im:
-            stored = im.size  # (W, H) in the file
-            shrink = size is not None and stored[0] * stored[1] > LARGE_PIXELS
-            if shrink and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale
-                factor = _reduction(im, size)  # a JPEG's EXIF is in its header: cheap
-                im.draft(im.mode, (im.width // factor, im.height // factor))
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(f"{path} is {im.width}x{im.height} pixels, more than the "
-                                 f"{MAX_PIXELS:,} this library decodes; {shrink_hint}.")
-            im.load()  # decode now, inside the try: a truncated file fails here, not later
-            sideways = _sideways(im)  # after load(): a PNG's EXIF may follow its pixels
-            im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im)
-        if shrink and _reduction(im, size) > 1:
-            im = im.reduce(_reduction(im, size))  # box filter, cheap; resize() does the rest
+        return _read(path, size)
     except ImageError:
         raise
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise ImageError(f"{path} has more pixels than PIL's safety limit of {limit:,}; "
-                         f"{shrink_hint}.") from None
+                         f"{SHRINK_HINT}.") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not a readable image (not a format PIL knows); use a "
                          "JPEG, PNG or WebP file.") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageError(f"{path} is damaged or incomplete ({err}); use another copy of the "
                          "image.") from None
-    w, h = stored[::-1] if sideways else stored  # as displayed
-    if im.size != (w, h):
-        warnings.warn(f"{path.name} is {w}x{h} pixels; read it at {im.width}x{im.height} to "
-                      "save memory.", stacklevel=2)
-    return im
+
+
+def _read(path: Path, size) -> tuple[Image.Image, tuple[int, int], bool]:
+    """The decoded, upright RGB image, its size in the file, and whether it was sideways."""
+    with warnings.catch_warnings():
+        # PIL warns above 89 MP and refuses above 179 MP; our own limit is MAX_PIXELS
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path)  # reads the header only
+    with im:
+        stored = im.size  # (W, H) in the file
+        shrink = size is not None and stored[0] * stored[1] > LARGE_PIXELS
+        if shrink and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale
+            factor = _reduction(im, size)  # a JPEG's EXIF is in its header: cheap
+            im.draft(im.mode, (im.width // factor, im.height // factor))
+        if im.width * im.height > MAX_PIXELS:
+            raise ImageError(f"{path} is {im.width}x{im.height} pixels, more than the "
+                             f"{MAX_PIXELS:,} this library decodes; {SHRINK_HINT}.")
+        im.load()  # decode now, inside the try: a truncated file fails here, not later
+        sideways = _sideways(im)  # after load(): a PNG's EXIF may follow its pixels
+        im = ImageOps.exif_transpose(im)
+    im = _to_rgb(im)
+    if shrink and _reduction(im, size) > 1:
+        im = im.reduce(_reduction(im, size))  # box filter, cheap; resize() does the rest
+    return im, stored, sideways
 
 
 def _similar(path: Path) -> str:
@@ -164,12 +185,19 @@ def as_image(x: torch.Tensor, *, what: str = "image") -> torch.Tensor:
         raise ImageError(f"The {what} is a {type(x).__name__}; give a file path or a tensor "
                          "(1, 3, H, W) in [0, 1] (torch.from_numpy turns an array into one).")
     found = f"shape {tuple(x.shape)}, {str(x.dtype).removeprefix('torch.')}"
-    x = x.detach()
+    x = _as_rgb_shape(x.detach(), what, found)
+    if x.dtype == torch.bool or x.is_complex():
+        raise ImageError(f"The {what} is a tensor of {found}; give RGB values in [0, 1].")
+    return _as_unit_range(x, what, found)
+
+
+def _as_rgb_shape(x: torch.Tensor, what: str, found: str) -> torch.Tensor:
+    """``x`` shaped (1, 3, H, W), from the shapes :func:`as_image` accepts."""
     if x.dim() in (2, 3):
         x = x.reshape(1, *([1] if x.dim() == 2 else []), *x.shape)
     if x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         warnings.warn(f"The {what} ({found}) has its channels last; moved them first, to "
-                      "(1, 3, H, W).", stacklevel=2)
+                      "(1, 3, H, W).", stacklevel=3)
         x = x.permute(0, 3, 1, 2)
     if x.dim() != 4 or x.shape[1] not in (1, 3) or x.numel() == 0:
         raise ImageError(f"The {what} has {found}; give an RGB image of shape (1, 3, H, W) "
@@ -179,10 +207,13 @@ def as_image(x: torch.Tensor, *, what: str = "image") -> torch.Tensor:
                          "e.g. x[:1].")
     if x.shape[1] == 1:
         warnings.warn(f"The {what} ({found}) is greyscale; repeated it to 3 channels (RGB).",
-                      stacklevel=2)
+                      stacklevel=3)
         x = x.expand(1, 3, *x.shape[-2:])
-    if x.dtype == torch.bool or x.is_complex():
-        raise ImageError(f"The {what} is a tensor of {found}; give RGB values in [0, 1].")
+    return x
+
+
+def _as_unit_range(x: torch.Tensor, what: str, found: str) -> torch.Tensor:
+    """``x`` as float32 in [0, 1], from [0, 1] or 0-255 (see :func:`as_image`)."""
     integer = not x.is_floating_point()
     x = x.float()
     if not torch.isfinite(x).all():
@@ -199,8 +230,29 @@ def as_image(x: torch.Tensor, *, what: str = "image") -> torch.Tensor:
     if scale == 255 and not integer:
         warnings.warn(f"The {what} has values from {lo:.3g} to {hi:.3g}; read them as 0-255 "
                       "and divided them by 255. Give values in [0, 1] to avoid this.",
-                      stacklevel=2)
+                      stacklevel=3)
     return (x / scale).clamp(0, 1).contiguous()
+
+
+def image_from(source, size: int | tuple[int, int] | None = None, *,
+               what: str = "image") -> torch.Tensor | None:
+    """Any image the library takes as a tensor (1, 3, H, W) in [0, 1] at ``size``: a file
+    (:func:`load_image`), a tensor (:func:`as_image`), or None (None)."""
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        return load_image(source, size)
+    return resize(as_image(source, what=what), size)
+
+
+def as_list(images) -> list:
+    """One image or several as a list: None -> [], a path or a tensor -> [it], a list or
+    tuple of them -> a list (the way every function that takes "a style or many" reads it)."""
+    if images is None:
+        return []
+    if isinstance(images, (str, os.PathLike, torch.Tensor)):
+        return [images]
+    return list(images)
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
@@ -329,13 +381,6 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
             f"Not writing {path}: the image holds NaN or infinite values (a run that "
             "diverged?); lower the learning rate and run again."
         )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            to_pil(image).save(f, format=_format(path))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); an image is not secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        to_pil(image).save(f, format=_format(path))
     return path

@@ -10,8 +10,10 @@ Departures from the paper, each a :class:`~nst_lib.config.Config` field you can 
 - ``scales=3`` (coarse-to-fine: optimise at 1/4 and 1/2 size first, upsample, refine) is a
   speed lever the paper does not use: the coarse scales cost 1/16 and 1/4 of a full-size
   evaluation and lay out the large brush strokes, so few full-size evaluations are needed:
-  ``steps=(100, 50, 20)`` spends most evaluations where they are cheap.
-  ``scales=1`` is the paper's single-scale optimisation.
+  ``steps=(100, 40, 15)`` spends most evaluations where they are cheap. Going up a scale
+  keeps the photo's fine detail, which the coarser image could not hold: the start of the
+  finer scale is the content image at that scale plus the upsampled change the coarser
+  scale made to it (:func:`_upsampled`). ``scales=1`` is the paper's single-scale optimisation.
 - ``per_position=True``: alpha/beta is read per position of the content layer
   (:meth:`Targets.losses`), so that it means the same at every image size.
 - ``precision="auto"``: VGG19 computes in bfloat16 where the hardware has it; the losses
@@ -25,6 +27,7 @@ refuses one that cannot fit (:mod:`nst_lib.cost`).
 from __future__ import annotations
 
 import ctypes
+import enum
 import functools
 import math
 import os
@@ -38,12 +41,29 @@ import torch
 import torch.nn.functional as F
 
 from . import image as img
-from .config import Config, _as_tuple, require_layers, scale_levels, steps_per_scale
-from .losses import LossFunctions
+from .config import OPTIMIZERS, Config, require_layers, scale_levels, steps_per_scale
 from .cost import Cost, check_fits
-from .vgg import VGG19, check_layers, resolve_device, resolve_precision, vgg19
+from .layers import check_layers
+from .losses import LossFunctions
+from .vgg import VGG19, resolve_device, resolve_precision, vgg19
 
 ImageLike = Union[torch.Tensor, str, os.PathLike]  # a tensor (1, 3, H, W) or a file path
+
+
+class Stop(enum.StrEnum):
+    """Why a run ended: :attr:`Result.stop_reason`."""
+
+    STEPS = "steps"  # it made every evaluation of its budget
+    CONVERGED = "converged"  # the loss improved by less than config.tol over 20 evaluations
+    TIME = "time"  # config.time_limit passed
+    STOPPED = "stopped"  # the stop event was set (the Explorer's Stop button)
+    INTERRUPTED = "interrupted"  # Ctrl-C, or the notebook's stop button
+    DIVERGED = "diverged"  # the loss became infinite or NaN
+
+    @property
+    def complete(self) -> bool:
+        """True when the run ended by its own settings (such a result may be cached)."""
+        return self in (Stop.STEPS, Stop.CONVERGED, Stop.TIME)
 
 
 @dataclass
@@ -70,13 +90,16 @@ class Result:
 
     image: torch.Tensor  # (1, 3, H, W) on the CPU, clamped to [0, 1]
     history: list[dict] = field(default_factory=list)
-    stop_reason: str = "steps"  # steps, converged, time, interrupted, stopped, diverged
+    stop_reason: Stop = Stop.STEPS
     seconds: float = 0.0
     config: Config | None = None
 
+    def __post_init__(self) -> None:
+        self.stop_reason = Stop(self.stop_reason)  # also from its name, e.g. read from a file
+
     @property
     def interrupted(self) -> bool:
-        return self.stop_reason in ("interrupted", "stopped")
+        return self.stop_reason in (Stop.INTERRUPTED, Stop.STOPPED)
 
     def pil(self):
         return img.to_pil(self.image)
@@ -98,7 +121,7 @@ class Targets:
     def __init__(self, model: VGG19, config: Config, content=None, style=None, *,
                  functions: LossFunctions = LossFunctions()):
         self.functions = functions
-        styles = [style] if isinstance(style, torch.Tensor) else list(style or [])
+        styles = img.as_list(style)
         self.content_layers = check_layers(config.content_layers) if content is not None else ()
         self.per_position = config.per_position
         self.dtype = resolve_precision(config.precision, next(model.parameters()).device)
@@ -154,61 +177,6 @@ class Losses(NamedTuple):
     layers: dict[str, torch.Tensor]  # "conv4_2" -> its content term, "conv1_1" -> E_l
 
 
-def _as_image(source, size, *, what: str = "image") -> torch.Tensor | None:
-    if source is None:
-        return None
-    if isinstance(source, (str, os.PathLike)):
-        return img.load_image(source, size)
-    return img.resize(img.as_image(source, what=what), size)
-
-
-def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
-    size = tuple(shape[-2:])
-    if isinstance(init, torch.Tensor):
-        return img.resize(img.as_image(init, what="start image (init)"), size).to(device)
-    if init == "noise":
-        g = torch.Generator().manual_seed(seed)
-        return torch.rand(1, 3, *size, generator=g).to(device)  # white noise in [0, 1]
-    source = {"content": content, "style": style}.get(init, "unknown")
-    if isinstance(source, str):
-        raise ValueError(f"init must be 'noise', 'content', 'style' or a tensor, got {init!r}.")
-    if source is None:
-        raise ValueError(f"init={init!r} needs a {init} image.")
-    return img.resize(source, size).clone()
-
-
-def validate(config: Config) -> Config:
-    """Raise ValueError with a one-line explanation for settings that cannot work."""
-    checks = [
-        (config.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', got {config.optimizer!r}"),
-        (all(isinstance(n, int) and n > 0 for n in _as_tuple(config.steps)),
-         f"steps must be at least 1, got {config.steps} (a whole number, or one per scale)"),
-        (isinstance(config.steps, int) or len(config.steps) >= config.scales,
-         f"steps gives {len(_as_tuple(config.steps))} numbers for {config.scales} scales; give one "
-         "per scale, coarsest first"),
-        (config.scales >= 1, f"scales must be at least 1, got {config.scales}"),
-        (config.size is None or config.size > 0, f"size must be a positive number of pixels, got {config.size}"),
-        (math.isfinite(config.alpha) and config.alpha >= 0, f"alpha must be finite and >= 0, got {config.alpha}"),
-        (math.isfinite(config.beta) and config.beta >= 0, f"beta must be finite and >= 0, got {config.beta}"),
-        (config.alpha > 0 or config.beta > 0, "alpha and beta cannot both be 0"),
-        (all(math.isfinite(w) and w > 0 for w in config.layer_weights().values()),
-         f"style weights must be positive, got {config.style_weights}"),
-        (config.lr is None or (math.isfinite(config.lr) and config.lr > 0),
-         f"lr must be positive and finite, got {config.lr}"),
-        (config.style_size is None or config.style_size > 0,
-         f"style_size must be a positive number of pixels, got {config.style_size}"),
-        (config.tol >= 0, f"tol must be >= 0, got {config.tol}"),
-        (config.time_limit is None or config.time_limit >= 0,
-         f"time_limit must be >= 0 seconds, got {config.time_limit}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message + ".")
-    check_layers(config.content_layers)
-    check_layers(config.style_layers)
-    return config
-
-
 def transfer(
     content: ImageLike | None = None,
     style: ImageLike | list[ImageLike] | None = None,
@@ -224,66 +192,205 @@ def transfer(
 ) -> Result:
     """Optimise an image so its VGG19 features match ``content`` and its Gram matrices ``style``.
 
-    - both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
-      only ``style``: style (texture) reconstruction (eq. 5).
-    - ``content``/``style``: file paths or RGB tensors (1, 3, H, W) in [0, 1] (other shapes
-      and 0-255 values: :func:`nst_lib.image.as_image`); the result has
-      the content's aspect ratio with longest side ``config.size``. ``style`` may be a list
-      of images, blended with the weights ``config.style_blend``.
-    - ``config`` and ``overrides``: the settings (``transfer(c, s, steps=100, init="noise")``).
-    - ``callback(step)`` after every loss evaluation; ``step.image`` is set every
-      ``image_every`` evaluations. ``stop``: a threading.Event that ends the run when set.
-    - ``functions``: the loss functions (:class:`~nst_lib.losses.LossFunctions`), e.g. your
-      own ``content_loss`` in place of the library's.
-    - Ctrl-C / the notebook's stop button ends the run cleanly: the result holds the image
-      so far and its history, with ``stop_reason="interrupted"``.
+    Both images: style transfer (eq. 7); only ``content``: content reconstruction (eq. 1);
+    only ``style``: texture reconstruction (eq. 5). Images are file paths or RGB tensors
+    (1, 3, H, W) in [0, 1] (:func:`nst_lib.image.as_image`); ``style`` may be a list,
+    blended by ``config.style_blend``. The result has the content's aspect ratio, longest
+    side ``config.size``. ``config`` and ``overrides``: the settings (``steps=100``).
+    ``callback(step)`` after every loss evaluation, with ``step.image`` every
+    ``image_every``; ``stop``, a threading.Event, ends the run when set; ``functions``: the
+    loss functions (:class:`~nst_lib.losses.LossFunctions`), e.g. your own content loss.
+    Ctrl-C ends the run cleanly: the result holds the image so far, ``stop_reason`` says why.
     """
-    config = validate(replace(config or Config(), **overrides))
+    config = replace(config or Config(), **overrides)  # a bad setting is refused here
     check_cost(content, style, config, model)  # before any large tensor is made
-    # images first: a bad file is reported before any weights are loaded or fetched
-    content_full = _as_image(content, config.size, what="content image")
-    style_list = [style] if isinstance(style, (str, os.PathLike, torch.Tensor)) else style or []
-    styles = [_as_image(s, config.style_size or config.size, what="style image")
-              for s in style_list]
-    if content_full is None and not styles:
-        raise ValueError("Give a content image, a style image or both.")
-    require_layers(config, content=content_full is not None, style=bool(styles))
+    content, styles, model = _inputs(content, style, config, model)
+    out = tuple((content if content is not None else styles[0]).shape[-2:])
+    budget = steps_per_scale(config, scale_levels(max(out), config.scales))
+    _keep_freed_memory()
+    run = _Run(config, Result(torch.zeros(1, 3, *out), config=config), callback, image_every,
+               _progress_bar(sum(budget), progress), stop)
+    with run.bar:
+        _coarse_to_fine(model, content, styles, budget, run, functions)
+    return run.finish(out)
+
+
+def _inputs(content, style, config: Config, model: VGG19 | None):
+    """The images as tensors at their sizes on the model's device, and the model. The
+    images come first: a bad file is reported before any weights are loaded or fetched."""
+    content = img.image_from(content, config.size, what="content image")
+    styles = [img.image_from(s, config.style_size or config.size, what="style image")
+              for s in img.as_list(style)]
+    require_layers(config, content=content is not None, style=bool(styles))
     model = model or vgg19(config.weights, pooling=config.pooling, device=config.device)
     device = next(model.parameters()).device
-    content_full = content_full.to(device) if content_full is not None else None
-    styles = [s.to(device) for s in styles]
-    out_shape = (content_full if content_full is not None else styles[0]).shape
+    content = content.to(device) if content is not None else None
+    return content, [s.to(device) for s in styles], model
 
-    _keep_freed_memory()
-    start = time.perf_counter()
-    result = Result(image=torch.zeros(1, 3, *out_shape[-2:]), config=config)
-    x = None
-    levels = scale_levels(max(out_shape[-2:]), config.scales)
-    budget = steps_per_scale(config, levels)
-    bar = _progress_bar(sum(budget), progress)
+
+def _coarse_to_fine(model: VGG19, content, styles, budget: tuple[int, ...], run: "_Run",
+                    functions: LossFunctions) -> None:
+    """One scale after the other, each twice the size of the last, ``budget[i]``
+    evaluations each, until the last scale ends or a stop condition ends the run."""
+    x = previous = None
+    for scale, steps in enumerate(budget):
+        factor = 2 ** (len(budget) - 1 - scale)
+        c = _scaled(content, factor)
+        s = [_scaled(im, factor) for im in styles]
+        shape = tuple((c if c is not None else s[0]).shape[-2:])
+        x0 = (_initial(run.config, shape, c, s, next(model.parameters()).device) if x is None
+              else _upsampled(x, shape, previous, c if run.config.alpha > 0 else None))
+        targets = Targets(model, run.config, c, s, functions=functions)
+        x = _optimise_scale(x0, model, targets, run.begin(scale, steps))
+        if run.result.stop_reason != Stop.STEPS:
+            return
+        previous = c
+
+
+def _scaled(image: torch.Tensor | None, factor: int) -> torch.Tensor | None:
+    """``image`` at 1/``factor`` of its size (coarse-to-fine), at least MIN_SIDE px a side."""
+    if image is None or factor == 1:
+        return image
+    return img.resize(image, tuple(max(img.MIN_SIDE, round(d / factor)) for d in image.shape[-2:]))
+
+
+def _initial(config: Config, shape, content, styles, device) -> torch.Tensor:
+    """The first scale's start image: white noise in [0, 1] (seeded), or an input resized."""
+    if config.init == "noise":
+        g = torch.Generator().manual_seed(config.seed)
+        return torch.rand(1, 3, *shape, generator=g).to(device)
+    source = content if config.init == "content" else (styles[0] if styles else None)
+    if source is None:
+        raise ValueError(f"init={config.init!r} needs a {config.init} image.")
+    return img.resize(source, shape).clone()
+
+
+def _upsampled(x: torch.Tensor, shape, coarse: torch.Tensor | None,
+               fine: torch.Tensor | None) -> torch.Tensor:
+    """The start of the next, finer scale from the result ``x`` of a coarser one.
+
+    Upsampling ``x`` alone would blur away the photo's fine detail, and the first, most
+    expensive evaluations at the finer scale would be spent restoring it. With the content
+    image at both scales (``coarse`` and ``fine``), the start is the fine content plus the
+    upsampled change the coarser scale made: ``fine + up(x - coarse)``.
+    """
+    def up(image):
+        return F.interpolate(image, size=tuple(shape), mode="bilinear", align_corners=False)
+
+    if coarse is None or fine is None:
+        return up(x)
+    return (fine + up(x - coarse)).clamp(0, 1)
+
+
+class _Stopped(Exception):
+    """Raised from the closure to end a scale; carries the :class:`Stop` reason."""
+
+    def __init__(self, reason: Stop):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _converged(run: "_Run") -> bool:
+    losses, tol = run.losses, run.config.tol
+    return tol > 0 and len(losses) > 20 and min(losses[:-20]) - min(losses[-20:]) < tol * abs(run.best)
+
+
+# checked in this order after every evaluation; the first that holds ends the run
+# (STEPS only the scale, which ends the run at the last scale)
+STOP_CONDITIONS: tuple[tuple[Stop, Callable[["_Run"], bool]], ...] = (
+    (Stop.STOPPED, lambda run: run.stop is not None and run.stop.is_set()),
+    (Stop.TIME, lambda run: run.config.time_limit is not None
+     and run.seconds() > run.config.time_limit),
+    (Stop.CONVERGED, _converged),
+    (Stop.STEPS, lambda run: len(run.losses) >= run.steps),
+)
+
+
+@dataclass
+class _Run:
+    """What a run carries from one loss evaluation to the next, over all its scales."""
+
+    config: Config
+    result: Result
+    callback: Callable[[Step], None] | None
+    image_every: int
+    bar: object  # a tqdm progress bar
+    stop: threading.Event | None
+    start: float = field(default_factory=time.perf_counter)
+    best: float = math.inf  # the lowest loss of this scale, whose image result holds
+    losses: list[float] = field(default_factory=list)  # this scale's
+    scale: int = 0
+    steps: int = 0  # this scale's budget
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def begin(self, scale: int, steps: int) -> "_Run":
+        self.scale, self.steps, self.losses, self.best = scale, steps, [], math.inf
+        return self
+
+    def record(self, losses: "Losses", x: torch.Tensor) -> None:
+        """After an evaluation: keep the best image, the history; report; maybe stop."""
+        loss = losses.total.item()
+        if loss < self.best:  # the image a stopped run returns
+            self.best = loss
+            self.result.image = x.detach().clamp(0, 1).cpu()
+        n = len(self.result.history) + 1
+        step = Step(step=n, loss=loss, content=losses.content.item(), style=losses.style.item(),
+                    layers={k: v.item() for k, v in losses.layers.items()},
+                    seconds=self.seconds(), scale=self.scale,
+                    image=self.result.image if n % self.image_every == 0 else None)
+        self.result.history.append(step.record())
+        self.losses.append(loss)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
+        if self.callback is not None:
+            self.callback(step)
+        for reason, holds in STOP_CONDITIONS:
+            if holds(self):
+                raise _Stopped(reason)
+
+    def finish(self, shape) -> Result:
+        """The result at full size (a run stopped at a coarse scale is upsampled)."""
+        if tuple(self.result.image.shape[-2:]) != tuple(shape):
+            self.result.image = F.interpolate(self.result.image, size=tuple(shape),
+                                              mode="bilinear", align_corners=False).clamp(0, 1)
+        self.result.seconds = self.seconds()
+        return self.result
+
+
+def _optimise_scale(x0: torch.Tensor, model: VGG19, targets: Targets, run: _Run) -> torch.Tensor:
+    """Optimise the image at one scale until a stop condition holds; return the best image.
+
+    The closure computes the loss and its gradient; :meth:`_Run.record` does the rest.
+    L-BFGS makes many evaluations per ``step`` call, Adam one: the loop is the same.
+    """
+    # contiguous: L-BFGS flattens the gradient with .view(-1)
+    x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    run.result.image = x0.detach().clamp(0, 1).cpu()  # until the first evaluation
+    config = run.config
+    optimizer = OPTIMIZERS[config.optimizer].make([x], config.learning_rate, run.steps)
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        losses = targets.losses(model, x, config.alpha, config.beta)
+        if not math.isfinite(losses.total.item()):
+            warnings.warn(f"The loss became {losses.total.item()} at evaluation "
+                          f"{len(run.result.history) + 1}; stopped and kept the last finite "
+                          "image. Lower the learning rate (lr).", stacklevel=2)
+            raise _Stopped(Stop.DIVERGED)
+        losses.total.backward()
+        run.record(losses, x)
+        return losses.total
+
     try:
-        for scale in range(levels):
-            factor = 2 ** (levels - 1 - scale)
-            shape = [max(img.MIN_SIDE, round(s / factor)) for s in out_shape[-2:]]
-            c = img.resize(content_full, tuple(shape)) if content_full is not None else None
-            s = [img.resize(im, tuple(max(img.MIN_SIDE, round(d / factor)) for d in im.shape[-2:]))
-                 for im in styles]
-            targets = Targets(model, config, c, s, functions=functions)
-            if x is None:
-                x0 = _initial(config.init, shape, c, s[0] if s else None, config.seed, device)
-            else:
-                x0 = F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)
-            x = _optimise_scale(x0, model, targets, replace(config, steps=budget[scale]), scale,
-                                start, result, callback, image_every, bar, stop)
-            if result.stop_reason != "steps":
-                break
-    finally:
-        bar.close()
-    if tuple(result.image.shape[-2:]) != tuple(out_shape[-2:]):  # stopped at a coarse scale
-        result.image = F.interpolate(result.image, size=tuple(out_shape[-2:]), mode="bilinear",
-                                     align_corners=False).clamp(0, 1)
-    result.seconds = time.perf_counter() - start
-    return result
+        while True:
+            optimizer.step(closure)
+    except _Stopped as stopped:
+        run.result.stop_reason = stopped.reason
+    except KeyboardInterrupt:
+        run.result.stop_reason = Stop.INTERRUPTED
+    return run.result.image.to(x.device)
 
 
 @functools.cache
@@ -306,12 +413,11 @@ def _keep_freed_memory() -> None:
 def check_cost(content, style, config: Config, model: VGG19 | None = None) -> Cost:
     """The memory and time a run will take (:mod:`nst_lib.cost`), from the images' sizes
     alone; ValueError, naming the largest size that fits, if it cannot fit in memory."""
-    first = content if content is not None else (
-        style[0] if isinstance(style, (list, tuple)) and style else style)
-    if first is None:
+    sources = [content] if content is not None else img.as_list(style)
+    if not sources:
         raise ValueError("Give a content image, a style image or both.")
     device = next(model.parameters()).device if model is not None else resolve_device(config.device)
-    shape = img.result_shape(first, config.size)
+    shape = img.result_shape(sources[0], config.size)
     return check_fits(shape, config, device, resolve_precision(config.precision, device))
 
 
@@ -319,82 +425,6 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc="nst", unit="eval", leave=True)
-
-
-class _Stop(Exception):
-    """Raised inside the closure to end a run; carries the reason."""
-
-
-def _optimise_scale(x0, model, targets, config, scale, start, result, callback,
-                    image_every, bar, stop) -> torch.Tensor:
-    """Run up to ``config.steps`` loss evaluations at one scale; update ``result`` in place.
-
-    All bookkeeping happens in the closure, once per evaluation: the history, the callback,
-    the best image so far (what a stopped run returns) and the stop conditions, which raise
-    :class:`_Stop` out of the optimiser.
-    """
-    # contiguous: L-BFGS flattens the gradient with .view(-1)
-    x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    result.image = x0.detach().clamp(0, 1).cpu()  # until the first evaluation
-    if config.optimizer == "lbfgs":
-        # the strong Wolfe line search keeps L-BFGS stable at large beta (without it the
-        # quartic style loss makes plain L-BFGS overshoot to inf at alpha/beta = 1e-4)
-        opt = torch.optim.LBFGS([x], lr=config.lr or 1.0, max_iter=config.steps,
-                                max_eval=config.steps, history_size=100, tolerance_grad=0.0,
-                                tolerance_change=0.0, line_search_fn="strong_wolfe")
-    else:
-        opt = torch.optim.Adam([x], lr=config.lr or 0.02)
-    losses: list[float] = []
-    best = math.inf
-
-    def closure():
-        nonlocal best
-        if stop is not None and stop.is_set():
-            raise _Stop("stopped")
-        if len(losses) >= config.steps:  # the line search may ask for one more
-            raise _Stop("steps")
-        opt.zero_grad(set_to_none=True)
-        loss, content, style, layers = targets.losses(model, x, config.alpha, config.beta)
-        if not math.isfinite(loss.item()):
-            warnings.warn(
-                f"The loss became {loss.item()} at evaluation {len(result.history) + 1}; "
-                "stopped and kept the last finite image. Lower the learning rate (lr).",
-                stacklevel=2,
-            )
-            raise _Stop("diverged")
-        loss.backward()
-        if loss.item() < best:  # the image a stopped run returns
-            best = loss.item()
-            result.image = x.detach().clamp(0, 1).cpu()
-        n = len(result.history) + 1
-        step = Step(step=n, loss=loss.item(), content=content.item(), style=style.item(),
-                    layers={k: v.item() for k, v in layers.items()},
-                    seconds=time.perf_counter() - start, scale=scale,
-                    image=result.image if n % image_every == 0 else None)
-        result.history.append(step.record())
-        losses.append(step.loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step.loss:.3g}", refresh=False)
-        if callback is not None:
-            callback(step)
-        if config.time_limit is not None and step.seconds > config.time_limit:
-            raise _Stop("time")
-        if config.tol > 0 and len(losses) > 20 and min(losses[:-20]) - min(losses[-20:]) < config.tol * abs(best):
-            raise _Stop("converged")
-        return loss
-
-    result.stop_reason = "steps"
-    try:
-        if config.optimizer == "lbfgs":
-            opt.step(closure)  # runs until max_eval evaluations
-        else:
-            for _ in range(config.steps):
-                opt.step(closure)
-    except _Stop as reason:
-        result.stop_reason = str(reason)
-    except KeyboardInterrupt:
-        result.stop_reason = "interrupted"
-    return result.image.to(x.device)
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_2", **overrides) -> Result:

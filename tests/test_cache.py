@@ -75,11 +75,13 @@ def test_files_are_hashed_by_their_pixels(tmp_path, tiny):
     assert cache.image_hash(path) != cache.image_hash(style)
 
 
-def test_an_init_tensor_is_part_of_the_key(tiny):
+def test_every_setting_is_part_of_the_key(tiny):
     content, style = tiny
-    a = cache.key(content, style, nst.Config(init=content))
-    b = cache.key(content, style, nst.Config(init=style))
-    assert a != b and a == cache.key(content, style, nst.Config(init=content.clone()))
+    base = cache.key(content, style, nst.Config())
+    for change in (dict(init="style"), dict(seed=1), dict(steps=(100, 40, 16)),
+                   dict(per_position=False), dict(precision="float32")):
+        assert cache.key(content, style, nst.Config(**change)) != base, change
+    assert cache.key(content, style, nst.Config()) == base
 
 
 def test_history_round_trips_through_json(tiny):

@@ -8,6 +8,8 @@ from matplotlib.figure import Figure
 
 import nst_lib as nst
 from nst_lib import experiments
+from nst_lib.normalize import CALIBRATION, calibration_id
+from nst_lib.weights import save_weights
 
 TINY = experiments.Settings(size=32, steps=2, small=24, sizes=(32, 64), large=48, seconds=1.0)
 
@@ -128,26 +130,25 @@ def test_calibration_runs_differ_only_in_the_weights(monkeypatch, tmp_path):
 
 def test_calibrated_weights_are_computed_once_and_named_by_their_images(
         random_model, monkeypatch, tmp_path):
-    monkeypatch.setattr(experiments, "cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(experiments, "caffe_weights", lambda: tmp_path / "caffe.pth")
-    state = random_model.features.state_dict()
-    monkeypatch.setattr(experiments, "load_weights", lambda path: (state, "caffe"))
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    plain = save_weights(random_model.features.state_dict(), tmp_path / "caffe.pth", "caffe")
+    monkeypatch.setattr(nst.vgg, "caffe_weights", lambda: plain)
     computed = []
 
-    def normalize(source, images, pooling):
-        computed.append(([Path(p).name for p in images], pooling))
-        return state
+    def normalize(model, images):
+        computed.append(([Path(p).name for p in images], model.pooling))
+        return model.features.state_dict()
 
-    monkeypatch.setattr(experiments, "normalize_weights", normalize)
+    monkeypatch.setattr(nst.vgg, "normalize_weights", normalize)
     names = ("udnie.jpg", "brick.png")
     path = experiments.calibrated_weights(names, "max")
     paths = [nst.example(n) for n in names]
-    assert path == tmp_path / f"vgg19_caffe_normalized_max_{nst.vgg.calibration_id(paths)}.pth"
+    assert path == tmp_path / f"vgg19_caffe_normalized_max_{calibration_id(paths)}.pth"
     assert path.is_file() and computed == [(list(names), "max")]
     assert experiments.calibrated_weights(names, "max") == path and len(computed) == 1
     # the default images give the default file's name
-    default = experiments.calibrated_weights(nst.vgg.CALIBRATION, "avg")
-    assert default.name == f"vgg19_caffe_normalized_avg_{nst.vgg.calibration_id()}.pth"
+    default = experiments.calibrated_weights(CALIBRATION, "avg")
+    assert default.name == f"vgg19_caffe_normalized_avg_{calibration_id()}.pth"
 
 
 def test_config_of_sets_alpha_one_and_beta_from_the_ratio():
@@ -229,15 +230,15 @@ def test_loss_terms_per_position_divide_the_content_by_M_l(random_model, tiny, m
     assert printed["style"] == pytest.approx(per["style"]) and per["content"] > 0
 
 
-def test_mean_responses_average_over_positions_then_images():
-    def model(x, layers):
-        return {name: x[:, :2] * (i + 1) for i, name in enumerate(layers)}
+class _Fixed(torch.nn.Module):
+    """A stand-in network: ``respond(x, layers)`` as its forward pass, on the CPU."""
 
-    images = [torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 2, 2)]
-    images[1][..., 0, 0] = 4.0  # mean 1 over the positions
-    out = experiments.mean_responses(model, images, ("conv1_1", "conv2_1"))
-    assert torch.allclose(out["conv1_1"], torch.tensor([1.0, 1.0]))
-    assert torch.allclose(out["conv2_1"], torch.tensor([2.0, 2.0]))
+    def __init__(self, respond):
+        super().__init__()
+        self.respond, self.anchor = respond, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, layers):
+        return self.respond(x, layers)
 
 
 def test_scale_ratios_drop_silent_filters(monkeypatch):
@@ -246,7 +247,7 @@ def test_scale_ratios_drop_silent_filters(monkeypatch):
         f[:, 1] = 0  # a silent filter
         return {name: f * 2 for name in layers}
 
-    monkeypatch.setattr(experiments, "vgg19", lambda *a, **k: model)
+    monkeypatch.setattr(experiments, "vgg19", lambda *a, **k: _Fixed(model))
     out = experiments.scale_ratios(["brick.png"], ("conv1_1",), size=32)
     assert torch.equal(out["conv1_1"], torch.tensor([2.0, 2.0]))
 

@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 import nst_lib as nst
-from nst_lib import cache, vgg
+from nst_lib import cache, normalize, vgg
 from nst_lib.weights import save_weights
 
 
@@ -34,7 +34,7 @@ def test_every_filter_has_mean_response_one_on_the_calibration_images(
         random_model, calibration, pooling):
     original = nst.VGG19(torchvision.models.vgg19().features, random_model.preprocessing, pooling)
     original.load_state_dict(random_model.state_dict())
-    state = vgg.normalize_weights(original, calibration, size=48)
+    state = normalize.normalize_weights(original, calibration, size=48)
     before = _means(original, calibration)
     after = _means(_model(state, pooling), calibration)
     for name in nst.CONV_LAYERS:
@@ -47,7 +47,7 @@ def test_every_filter_has_mean_response_one_on_the_calibration_images(
 
 
 def test_responses_keep_their_pattern_up_to_a_scale_per_filter(random_model, calibration):
-    state = vgg.normalize_weights(random_model, calibration, size=48)
+    state = normalize.normalize_weights(random_model, calibration, size=48)
     normalized = _model(state)
     other = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))  # not seen
     before, after = random_model(other, nst.CONV_LAYERS), normalized(other, nst.CONV_LAYERS)
@@ -58,19 +58,15 @@ def test_responses_keep_their_pattern_up_to_a_scale_per_filter(random_model, cal
         assert torch.allclose(after[name], expected, rtol=1e-3, atol=1e-5 * expected.max()), name
 
 
-def test_a_state_dict_source_gives_the_same_weights(random_model, calibration):
-    from_model = vgg.normalize_weights(random_model, calibration, size=48)
-    from_state = vgg.normalize_weights(random_model.features.state_dict(), calibration,
-                                       preprocessing="torchvision", size=48)
-    assert from_model.keys() == from_state.keys()
-    for k in from_model:
-        assert torch.allclose(from_model[k], from_state[k], rtol=1e-5, atol=1e-8), k
-    # the source is left as it was
-    assert not torch.equal(from_model["0.weight"], random_model.features[0].weight)
+def test_the_model_normalised_is_left_as_it_was(random_model, calibration):
+    before = random_model.features[0].weight.clone()
+    state = normalize.normalize_weights(random_model, calibration, size=48)
+    assert torch.equal(random_model.features[0].weight, before)
+    assert not torch.equal(state["0.weight"], before)
 
 
 def test_the_default_calibration_images_are_the_bundled_ones():
-    names = [p.name for p in vgg.calibration_images()]
+    names = [p.name for p in normalize.calibration_images()]
     assert "chelsea.png" in names and "starry_night.jpg" in names
     assert not any(n.endswith(".md") for n in names)
 
@@ -81,12 +77,12 @@ def test_caffe_normalized_is_computed_once_and_kept_in_the_cache(
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
     plain = save_weights(random_model.features.state_dict(), tmp_path / "plain.pth", "caffe")
     monkeypatch.setattr(vgg, "caffe_weights", lambda: plain)
-    monkeypatch.setattr(vgg, "calibration_images", lambda: calibration)
-    state, preprocessing = vgg._state_dict("caffe-normalized", "max")
-    assert preprocessing == "caffe"
-    assert (tmp_path / f"vgg19_caffe_normalized_max_{vgg.calibration_id()}.pth").is_file()
+    monkeypatch.setattr(normalize, "calibration_images", lambda: calibration)
+    state = vgg.WEIGHTS["caffe-normalized"].load("max")
+    assert vgg.WEIGHTS["caffe-normalized"].preprocessing == vgg.CAFFE
+    assert (tmp_path / f"vgg19_caffe_normalized_max_{normalize.calibration_id()}.pth").is_file()
     monkeypatch.setattr(vgg, "normalize_weights", None)  # a second call must not recompute
-    again, _ = vgg._state_dict("caffe-normalized", "max")
+    again = vgg.WEIGHTS["caffe-normalized"].load("max")
     assert all(torch.equal(state[k], again[k]) for k in state)
 
 
@@ -97,14 +93,14 @@ import time
 import torch
 import torchvision
 
-from nst_lib import vgg
+from nst_lib import normalize, vgg
 from nst_lib.weights import save_weights
 
 torch.manual_seed(0)
 state = torchvision.models.vgg19().features.state_dict()  # the same in both processes
 plain = save_weights(state, vgg.cache_dir() / f"plain_{os.getpid()}.pth", "caffe")
 vgg.caffe_weights = lambda: plain
-vgg.calibration_images = lambda: [torch.rand(1, 3, 32, 32)]
+normalize.calibration_images = lambda: [torch.rand(1, 3, 32, 32)]
 normalize = vgg.normalize_weights
 
 
@@ -117,7 +113,7 @@ def slow_normalize(*args, **kwargs):
 
 vgg.normalize_weights = slow_normalize
 start_together()
-state, _ = vgg._state_dict("caffe-normalized", "avg")
+state = vgg.WEIGHTS["caffe-normalized"].load("avg")
 print(float(state["0.bias"].sum()))
 """
 
@@ -140,8 +136,8 @@ def test_other_calibration_images_give_other_weights_and_other_cache_keys(
     monkeypatch.setattr(vgg, "caffe_weights", lambda: plain)
     keys, states = [], []
     for images in (calibration, calibration[:1]):
-        monkeypatch.setattr(vgg, "calibration_images", lambda images=images: images)
-        states.append(vgg._state_dict("caffe-normalized", "avg")[0])
+        monkeypatch.setattr(normalize, "calibration_images", lambda images=images: images)
+        states.append(vgg.WEIGHTS["caffe-normalized"].load("avg"))
         keys.append(cache.key(calibration[0], calibration[0],
                               nst.Config(weights="caffe-normalized")))
     assert len(list(tmp_path.glob("vgg19_caffe_normalized_avg_*.pth"))) == 2
@@ -152,8 +148,24 @@ def test_other_calibration_images_give_other_weights_and_other_cache_keys(
 @pytest.mark.slow
 def test_the_normalized_caffe_network_has_mean_response_one():
     model = nst.vgg19("caffe-normalized", pooling="avg", device="cpu")
-    images = [nst.load_image(p, 256) for p in vgg.calibration_images()]
+    images = [nst.load_image(p, 256) for p in normalize.calibration_images()]
     means = _means(model, images, size=256)
     for name in nst.STYLE_LAYERS + nst.CONTENT_LAYERS:
         alive = means[name] > 0
         assert torch.allclose(means[name][alive], torch.ones(int(alive.sum())), rtol=1e-3)
+
+
+def test_mean_responses_average_over_positions_then_images():
+    class Doubling(torch.nn.Module):  # layer i responds (i + 1) x the image's first 2 channels
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, layers):
+            return {name: x[:, :2] * (i + 1) for i, name in enumerate(layers)}
+
+    images = [torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 2, 2)]
+    images[1][..., 0, 0] = 4.0  # mean 1 over the positions
+    out = normalize.mean_responses(Doubling(), images, ("conv1_1", "conv2_1"), size=None)
+    assert torch.allclose(out["conv1_1"], torch.tensor([1.0, 1.0]))
+    assert torch.allclose(out["conv2_1"], torch.tensor([2.0, 2.0]))

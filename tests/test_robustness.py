@@ -458,7 +458,8 @@ class _FailingResponse:
         self.blocks += 1
         if self.blocks == 1:
             return b"x" * n
-        assert self.dest.with_name(self.dest.name + ".part").stat().st_size == n  # written
+        (partial,) = self.dest.parent.glob(f".{self.dest.name}.*.part")  # beside it
+        assert partial.stat().st_size == n  # written
         raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
 
     def __enter__(self):
