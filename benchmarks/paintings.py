@@ -22,11 +22,11 @@ import torch
 
 import nst_lib as nst
 from measure import judge
+from nst_lib.experiments import PAPER_RECIPE
 
 PHOTOS = ("chelsea.png", "kodim23.png", "sail.png")
 PAINTINGS = ("starry_night.jpg", "woman_with_hat.jpg", "udnie.jpg", "shipwreck.jpg",
              "the_scream.jpg", "composition_vii.jpg")
-REFERENCE = dict(init="noise", scales=1, steps=1000)  # the paper's recipe
 
 
 def _value(text: str):
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = dict(kv.split("=", 1) for kv in args.set)
     settings = {k: _value(v) for k, v in settings.items()}
-    kinds = {"defaults": settings} | ({"paper": {**settings, **REFERENCE}} if args.reference else {})
+    kinds = {"defaults": settings} | ({"paper": {**settings, **PAPER_RECIPE}} if args.reference else {})
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {nst.Config(**settings)}")
     print(f"{'size':>5} {'run':>9} {'painting':>20} {'photo':>12} {'s':>6} {'evals':>5} "
           f"{'style':>6} {'content':>7} {'palette':>7}")

@@ -1,6 +1,7 @@
 """Command line: ``python -m nst_lib CONTENT STYLE -o OUT.png``.
 
 Also ``python -m nst_lib --fetch-weights`` to download the VGG19 weights ahead of time.
+``--save-every N`` keeps the pictures along the way and ``--animation run.gif`` makes a GIF of them.
 Errors are one line on stderr with a non-zero exit code, never a traceback.
 """
 
@@ -12,15 +13,15 @@ import os
 import re
 import sys
 import warnings
-from dataclasses import fields
 from pathlib import Path
 
-from .config import Config
-from .image import ImageError, check_writable
+from .config import Config, split_settings
+from .image import ImageError, check_writable, save_image, unused_path
 from .weights import WeightsError, caffe_weights
 
 
 DEFAULT_OUTPUT = "out.png"
+DEFAULT_EVERY = 10  # evaluations between the pictures of --animation without --save-every
 INPUTS = {"content": "content image", "style": "style image", "weights": "weights file"}
 
 
@@ -55,7 +56,6 @@ def _layers(text: str) -> tuple[str, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    d = Config()
     p = _Parser(
         prog="python -m nst_lib",
         description="Paint the content of one image in the style of another "
@@ -65,6 +65,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("style", nargs="?", help="style image (a painting)")
     p.add_argument("-o", "--output", help=f"output image, replaced if it exists (default: "
                    f"{DEFAULT_OUTPUT}, or out-1.png ... if that exists)")
+    _add_settings(p, Config())
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="save the picture every N loss evaluations, in a folder beside the "
+                        "output named after it: OUT_steps/0020.png ... (OUT_steps-1/ if that "
+                        "exists); coarse-to-fine's first pictures are smaller")
+    p.add_argument("--animation", metavar="GIF", help="write the run as an animated GIF, e.g. "
+                   f"run.gif: a picture every --save-every N evaluations (default "
+                   f"{DEFAULT_EVERY}), then the result")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fetch-weights", action="store_true",
+                   help="download and cache the VGG19 weights, then exit")
+    return p
+
+
+def _add_settings(p: argparse.ArgumentParser, d: Config) -> None:
+    """The options that are fields of :class:`~nst_lib.Config`, with its defaults ``d``."""
     p.add_argument("--size", type=int, default=d.size, help=f"longest side in px (default {d.size})")
     p.add_argument("--style-size", type=int, default=None, help="longest side of the style image")
     p.add_argument("--steps", type=_steps, default=d.steps,
@@ -95,10 +111,6 @@ def parser() -> argparse.ArgumentParser:
                    default=d.per_position, help="read alpha/beta per position of the content "
                    "layer (default); --no-per-position: eq. 1 as printed")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--fetch-weights", action="store_true",
-                   help="download and cache the VGG19 weights, then exit")
-    return p
 
 
 def _one_line_warning(message, category, *args, **kwargs) -> str:
@@ -126,40 +138,86 @@ def _check_device(name: str) -> None:
 
 
 def _output(args: argparse.Namespace) -> Path:
-    """The file to write: ``-o`` as given, unless it is one of the input files (which it
-    would destroy: compared as files, so links and other spellings of the path count).
-    Without ``-o``: out.png, or out-1.png, out-2.png ... so that a file nobody named is
-    never replaced."""
+    """The file to write: ``-o`` as given, unless it is one of the input files (see
+    :func:`_not_an_input`). Without ``-o``: out.png, or out-1.png, out-2.png ... so that a
+    file nobody named is never replaced."""
     if args.output is None:
-        return _unused(Path(DEFAULT_OUTPUT))
-    out = Path(args.output).expanduser()
+        return unused_path(Path(DEFAULT_OUTPUT))
+    return _not_an_input(args, "-o", args.output, ".png")
+
+
+def _not_an_input(args: argparse.Namespace, option: str, given: str, suffix: str) -> Path:
+    """``given`` as a path, unless it is one of the input files, which writing it would
+    destroy (compared as files, so links and other spellings of the path count)."""
+    out = Path(given).expanduser()
     for name, what in INPUTS.items():
-        given = getattr(args, name)
-        if os.path.exists(out) and os.path.exists(given) and os.path.samefile(out, given):
-            other = out.with_name(f"{out.stem}_styled.png")
-            raise ValueError(f"-o {args.output} is the {what}; the result would replace it. "
-                             f"Give another name, e.g. -o {other}")
+        source = getattr(args, name)
+        if os.path.exists(out) and os.path.exists(source) and os.path.samefile(out, source):
+            other = out.with_name(f"{out.stem}_styled{suffix}")
+            raise ValueError(f"{option} {given} is the {what}; the result would replace it. "
+                             f"Give another name, e.g. {option} {other}")
     return out
-
-
-def _unused(path: Path) -> Path:
-    """``path``, or the first of path-1, path-2 ... (before the suffix) that does not exist."""
-    n, candidate = 0, path
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
 
 
 def _save(result, out: Path, *, named: bool) -> Path:
     """Save the result to ``out`` and say so when that replaces a file; a file the user did
     not name is not replaced even when it appeared during the run (another run's)."""
-    out = out if named else _unused(out)
+    out = out if named else unused_path(out)
     replacing = os.path.lexists(out)
     result.save(out)
     if replacing:
         print(f"replaced existing {out}")
     return out
+
+
+class _Pictures:
+    """What ``--save-every`` and ``--animation`` keep of a run: the pictures the callback
+    receives (``Step.image``, every ``every`` evaluations), saved in a folder and/or kept
+    for the GIF. Both are checked before the run starts."""
+
+    def __init__(self, args: argparse.Namespace, out: Path):
+        if args.save_every is not None and args.save_every < 1:
+            raise ValueError(f"--save-every must be at least 1, got {args.save_every}.")
+        self.every = args.save_every or DEFAULT_EVERY
+        self.folder = unused_path(out.with_name(f"{out.stem}_steps")) if args.save_every else None
+        self.gif = None
+        if args.animation:
+            gif = Path(args.animation)
+            if gif.suffix.lower() != ".gif":
+                raise ValueError(f"--animation {args.animation} is not a .gif file name; give "
+                                 f"e.g. --animation {gif.with_suffix('.gif')}")
+            self.gif = check_writable(_not_an_input(args, "--animation", args.animation, ".gif"))
+        self.frames: list = []
+        self.saved = 0
+
+    @property
+    def wanted(self) -> bool:
+        return self.folder is not None or self.gif is not None
+
+    def __call__(self, step) -> None:
+        if step.image is None:
+            return
+        if self.folder is not None:
+            self.folder.mkdir(exist_ok=True)
+            save_image(step.image, self.folder / f"{step.step:04d}.png")
+            self.saved += 1
+        if self.gif is not None:
+            self.frames.append(step.image)
+
+    def finish(self, result) -> None:
+        """Write the GIF (the pictures, then the result) and say what was written."""
+        if self.folder is not None and self.saved:
+            print(f"Wrote {self.saved} pictures to {self.folder}/")
+        elif self.folder is not None:
+            print(f"No pictures saved: the run ended before evaluation {self.every}.")
+        if self.gif is not None:
+            from PIL import Image
+
+            from .plot import animation
+
+            animation([*self.frames, result.image], self.gif)
+            with Image.open(self.gif) as gif:
+                print(f"Wrote {self.gif} ({gif.n_frames} frames)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,18 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("give a CONTENT and a STYLE image (or --fetch-weights)")
     import torch
 
-    from .optimize import check_cost, transfer  # imported late: torch takes a moment
-
-    names = {f.name for f in fields(Config)}
     try:
-        config = Config(**{k: v for k, v in vars(args).items() if k in names})
+        config, _ = split_settings(None, vars(args))
         out = check_writable(_output(args))  # before the run, not after minutes of work
+        pictures = _Pictures(args, out)
         _check_device(args.device)
-        cost = check_cost(args.content, args.style, config)  # refuses what cannot fit
-        if not args.quiet:
-            print(f"This run needs {cost}.", flush=True)
-        result = transfer(args.content, args.style, config, progress=not args.quiet)
+        result = _run(args, config, pictures)
         out = _save(result, out, named=args.output is not None)
+        pictures.finish(result)
     except (ImageError, WeightsError, ValueError, OSError) as err:
         _error(err)
         return 2
@@ -192,6 +246,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the optimisation started: nothing to save yet
         print("Interrupted before the run started; nothing written.", file=sys.stderr)
         return 130
+    return _report(result, out)
+
+
+def _run(args: argparse.Namespace, config: Config, pictures: _Pictures):
+    from .optimize import check_cost, transfer  # imported late: torch takes a moment
+
+    cost = check_cost(args.content, args.style, config)  # refuses what cannot fit
+    if not args.quiet:
+        print(f"This run needs {cost}.", flush=True)
+    return transfer(args.content, args.style, config, progress=not args.quiet,
+                    callback=pictures if pictures.wanted else None, image_every=pictures.every)
+
+
+def _report(result, out: Path) -> int:
+    """Say how the run ended; the exit code."""
     if result.stop_reason in ("interrupted", "stopped"):
         print(f"Interrupted after {len(result.history)} evaluations; saved the image so far "
               f"to {out}")

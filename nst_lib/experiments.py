@@ -48,6 +48,10 @@ from .vgg import normalized_caffe, vgg19
 
 Runner = Callable[..., Result]
 
+# How the paper optimises: from white noise (init), at one scale, with L-BFGS run long (it
+# gives no number; 1000 evaluations here). Its layers, w_l = 1/5, the rescaled network and
+# average pooling are the defaults already, so Config(**PAPER_RECIPE) is the paper's recipe.
+PAPER_RECIPE = dict(init="noise", scales=1, steps=1000)
 PHOTO = "kodim23.png"  # stands in for the paper's photo of the Neckarfront in Tuebingen
 # CVPR Fig. 3 B, C, D and F: (painter, file, alpha/beta); E, Picasso's Femme nue assise, is
 # not bundled

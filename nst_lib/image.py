@@ -368,6 +368,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+def unused_path(path: str | os.PathLike) -> Path:
+    """``path``, or the first of path-1, path-2 ... (before the suffix) that does not exist:
+    ``out.png`` -> ``out-1.png``, so that a file nobody named is never replaced."""
+    path = Path(path)
+    n, candidate = 0, path
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """Save as PNG (or any format PIL writes, chosen by the suffix), atomically.
 

@@ -1,4 +1,5 @@
-"""Matplotlib figures for the notebooks: image rows, loss curves, Gram heatmaps, feature maps.
+"""Matplotlib figures for the notebooks: image rows, loss curves, Gram heatmaps, feature maps;
+and :func:`animation`, a run's pictures as an animated GIF (Pillow).
 
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so it is
 drawn once when it is the last expression of a notebook cell (after ``%matplotlib inline``)
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
@@ -66,6 +68,36 @@ def images(
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def contact_sheet(
+    pictures: Sequence[Picture],
+    captions: Sequence[str],
+    *,
+    ncols: int = 4,
+    width: float = 3.0,
+    fontsize: float = 8.0,
+    title: str | None = None,
+) -> Figure:
+    """A grid of pictures, each with a caption of one or more lines below it, left-aligned:
+    e.g. several runs, each with its settings.
+
+    ``pictures`` as in :func:`images`; one caption per picture (``"\n"`` between lines).
+    ``ncols``: pictures per row; ``width``: inches per picture. The captions may reach
+    past the figure's edge: save it with ``bbox_inches="tight"`` (``to_png(fig, tight=True)``).
+    """
+    if len(pictures) != len(captions):
+        raise ValueError(f"contact_sheet() got {len(pictures)} pictures but "
+                         f"{len(captions)} captions; give one caption per picture.")
+    fig = images(pictures, ncols=ncols, width=width, title=title)
+    lines = max(caption.count("\n") + 1 for caption in captions)
+    nrows = math.ceil(len(pictures) / min(ncols, len(pictures)))
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w, h + nrows * lines * fontsize * 1.7 / 72)  # room for the captions
+    for ax, caption in zip(fig.axes, captions):
+        ax.text(0, -0.02, caption, transform=ax.transAxes, ha="left", va="top",
+                fontsize=fontsize)
     return fig
 
 
@@ -222,8 +254,47 @@ def receptive_fields(
     return fig
 
 
-def to_png(fig: Figure, *, dpi: int = 80) -> bytes:
-    """The figure as PNG bytes (for an ``ipywidgets.Image``)."""
+def to_png(fig: Figure, *, dpi: int = 80, tight: bool = False) -> bytes:
+    """The figure as PNG bytes (for an ``ipywidgets.Image``); ``tight``: cropped to what is
+    drawn, including text outside the axes (:func:`contact_sheet`'s captions)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
     return buffer.getvalue()
+
+
+def animation(
+    frames: Sequence[torch.Tensor],
+    path: str | os.PathLike | None = None,
+    *,
+    fps: float = 10.0,
+    hold: float = 1.0,
+) -> bytes:
+    """An animated GIF of ``frames``, tensors (1, 3, H, W) in [0, 1], played once a loop.
+
+    ``frames``: e.g. the pictures a run's callback receives (``Step.image``), then the
+    result. Each frame is scaled to the size of the last (the result), so the small
+    pictures of coarse-to-fine's first scales fill the frame too. ``fps``: frames per
+    second; the last frame stays ``hold`` seconds. A frame equal to the one before only adds
+    its time to it (Pillow merges them), so the GIF may have fewer frames than ``frames``.
+    Returns the GIF's bytes and writes them to ``path`` if one is given.
+    """
+    if not frames:
+        raise ValueError("animation() needs at least one frame.")
+    size = tuple(frames[-1].shape[-2:])  # (H, W) of the result
+    pils = [to_pil(_scaled(frame.detach().cpu().float(), size)) for frame in frames]
+    durations = [round(1000 / fps)] * (len(pils) - 1) + [round(1000 * hold)]
+    buffer = io.BytesIO()
+    pils[0].save(buffer, format="GIF", save_all=True, append_images=pils[1:],
+                 duration=durations, loop=0)
+    data = buffer.getvalue()
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data
+
+
+def _scaled(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, h, w) -> (1, 3, H, W), bilinear; unchanged if it has that size already."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False).clamp(0, 1)

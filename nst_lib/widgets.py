@@ -1,43 +1,63 @@
 """ipywidgets front-ends over :func:`nst_lib.transfer` and :mod:`nst_lib.plot`.
 
-- :class:`Explorer`: the whole method (eq. 7) with every knob: alpha/beta, the layers, the
-  start image, steps, size, your own images.
+- :class:`Explorer`: the whole method (eq. 7) with every knob: a preset (the paper's recipe
+  or the library's fast defaults), alpha/beta, the layers, the start image, steps, scales,
+  size, seed, the photo's colours, your own images; what a run will cost, before Run; a
+  gallery of every run with two side by side; an animation of a run; Save.
 - :class:`ContentReconstruction`: pick a layer, reconstruct the photo from white noise.
 
 Both run the optimisation in a background thread so the notebook stays responsive: the
 progress bar and the picture update while it runs, and Stop ends the run keeping the image
-so far. Everything a button does is a method too (``run(wait=True)``, ``stop()``), so a
-notebook or a test can drive a widget without clicking.
+so far. Everything a button does is a method too (``run(wait=True)``, ``stop()``,
+``save()``), so a notebook or a test can drive a widget without clicking.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import os
 import tempfile
+import textwrap
 import threading
 import warnings
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ipywidgets as w
 import torch
 
 from . import plot
+from .color import combine_luminance, transfer_preserving_color
 from .config import STYLE_LAYERS, Config
-from .image import ImageError, as_image, example, open_image, resize, to_pil, to_tensor
+from .experiments import PAPER_RECIPE, ratio_text
+from .image import (ImageError, as_image, example, open_image, resize, save_image, to_pil,
+                    to_tensor, unused_path)
 from .optimize import (ImageLike, Result, Step, check_cost, scale_levels, steps_per_scale,
                        transfer)
 from .vgg import CONV_LAYERS, VGG19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
+# The explorer's presets set how the image is optimised and which layers it matches (the
+# fields below); alpha/beta, the size, the seed and the colours stay as they are.
+PRESETS = {"paper": Config(**PAPER_RECIPE), "fast": Config()}
+PRESET_FIELDS = ("content_layers", "style_layers", "init", "steps", "scales")
+COLOURS = (("painting's", "off"), ("photo's: luminance", "luminance"),
+           ("photo's: histogram", "histogram"))  # nst_lib.color.transfer_preserving_color
+STYLE_SIZES = (("same as size", 0), *((f"{n} px", n) for n in (64, 128, 256, 384, 512)))
+MIME = {".png": "image/png", ".gif": "image/gif"}
 
 
-def png(image: torch.Tensor) -> bytes:
-    """(1, 3, H, W) tensor in [0, 1] -> PNG bytes for an ``ipywidgets.Image``."""
+def png(image: torch.Tensor, *, longest: int | None = None) -> bytes:
+    """(1, 3, H, W) tensor in [0, 1] -> PNG bytes for an ``ipywidgets.Image``; ``longest``:
+    shrunk (never enlarged) to at most this many pixels on its longest side."""
+    pil = to_pil(image)
+    if longest is not None:
+        pil.thumbnail((longest, longest))
     buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG")
+    pil.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -75,7 +95,7 @@ def load_upload(upload: w.FileUpload) -> torch.Tensor | None:
 WIDE = {"description_width": "90px"}  # room for the longest label, "content layer"
 
 
-class _Runner:
+class _RunPanel:
     """The shared machinery: Run/Stop buttons, a progress bar, a status line and a picture.
 
     A subclass says what to run (:meth:`job`) and how to lay it out (:attr:`widget`).
@@ -148,13 +168,17 @@ class _Runner:
         """End the current run after the loss evaluation in progress; its image is kept."""
         self._stop.set()
 
+    def _transfer(self, content, style, config: Config, **kwargs) -> Result:
+        """The run itself; a subclass may put something around :func:`nst_lib.transfer`."""
+        return transfer(content, style, config, **kwargs)
+
     def _work(self, content, style, config: Config) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. weights="random"; the status says enough
-                result = transfer(content, style, config, model=self.model,
-                                  callback=self._on_step, image_every=self.image_every,
-                                  progress=False, stop=self._stop)
+                result = self._transfer(content, style, config, model=self.model,
+                                        callback=self._on_step, image_every=self.image_every,
+                                        progress=False, stop=self._stop)
             self.result = result
             self.image.value = png(result.image)
             self.progress.bar_style = "success" if result.stop_reason == "steps" else "warning"
@@ -188,15 +212,109 @@ def _last_loss(result: Result) -> float:
     return result.history[-1]["loss"] if result.history else float("nan")
 
 
-class Explorer(_Runner):
+def _steps_text(steps: int | tuple[int, ...]) -> str:
+    return ",".join(map(str, steps)) if isinstance(steps, (tuple, list)) else str(steps)
+
+
+def _parse_steps(text: str) -> int | tuple[int, ...]:
+    """"50" -> 50 at every scale; "100,50,20" -> one number per scale, coarsest first."""
+    try:
+        numbers = tuple(int(n) for n in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"steps/scale {text!r} is not a number of evaluations; give e.g. 50 "
+                         "or 100,50,20.") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+@dataclass
+class Entry:
+    """One run in the explorer's gallery."""
+
+    result: Result
+    settings: dict[str, str]  # what its caption shows, e.g. "α/β" -> "5e-4", "time" -> ...
+    animation: bytes | None = None  # a GIF of the run, when "animation" was ticked
+
+    def caption(self, sep: str = "\n") -> str:
+        return sep.join(f"{key}: {value}" for key, value in self.settings.items())
+
+
+def describe(result: Result, colours: str = "off") -> dict[str, str]:
+    """The settings of a run as short texts (alpha/beta, layers, start, steps, size, seed,
+    colours, time), for the gallery's captions."""
+    c = result.config
+    height, width = result.image.shape[-2:]
+    levels = scale_levels(max(height, width), c.scales)  # a small image skips coarse ones
+    style_size = f", style {c.style_size} px" if c.style_size else ""
+    return {
+        "α/β": ratio_text(c.ratio),
+        "content": ", ".join(c.content_layers),
+        "style": ", ".join(c.style_layers),
+        "start": c.init,
+        "steps": f"{_steps_text(c.steps)} ({levels} scale{'s' if levels > 1 else ''})",
+        "size": f"{width}x{height} px{style_size}",
+        "seed": str(c.seed),
+        "colours": "the painting's" if colours == "off" else f"the photo's ({colours})",
+        "time": f"{result.seconds:.1f} s, {len(result.history)} evaluations, "
+                f"{result.stop_reason}",
+    }
+
+
+def _html_lines(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _thumbnails(gallery: list[Entry]) -> str:
+    """The gallery as HTML: one small picture per run with its settings below it."""
+    figures = []
+    for number, entry in enumerate(gallery, 1):
+        data = base64.b64encode(png(entry.result.image, longest=140)).decode("ascii")
+        figures.append(
+            '<figure style="margin:0 10px 10px 0; width:150px">'
+            f'<img src="data:image/png;base64,{data}" style="width:140px">'
+            f'<figcaption style="font-size:10px; line-height:1.25"><b>#{number}</b><br>'
+            f'{_html_lines(entry.caption())}</figcaption></figure>')
+    return f'<div style="display:flex; flex-wrap:wrap">{"".join(figures)}</div>'
+
+
+def _write_new(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path``, or to path-1 ... if it exists: never replaces a file."""
+    while True:
+        target = unused_path(path)
+        try:
+            with open(target, "xb") as f:
+                f.write(data)
+            return target
+        except FileExistsError:  # written by someone else since unused_path looked
+            continue
+
+
+def download_link(path: Path) -> str:
+    """An HTML link that downloads the file from the page itself (a data: URL), so it works
+    where the browser cannot reach the server's folders (Binder, Colab)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    name = html.escape(Path(path).name)
+    return (f'<a download="{name}" href="data:{MIME[Path(path).suffix]};base64,{data}" '
+            f'style="text-decoration:underline">{name}</a>')
+
+
+def _label(text: str) -> w.HTML:
+    return w.HTML(f"<b>{text}</b>")
+
+
+class Explorer(_RunPanel):
     """Style transfer with every knob of the method, for trying things by hand.
 
     ``Explorer(content, style)`` (default: the cat and The Starry Night), then display it
-    (last line of a cell). The controls: alpha/beta (log slider; the paper's values assume
-    its rescaled network, see notebook 5), content layer, style layers, start image, steps
-    per scale, scales (coarse-to-fine levels), size, your own images (upload), Run, Stop.
+    (last line of a cell). The controls: a preset ("paper": the paper's recipe, from white
+    noise at one scale, 1000 evaluations; "fast": the library's defaults), alpha/beta (log
+    slider; the paper's values assume its rescaled network, see notebook 5), content layer,
+    style layers, start image, steps per scale, scales (coarse-to-fine levels), size, style
+    size, seed, colours (the painting's, or the photo's), animation, your own images
+    (upload), Run, Stop; the line under Run says what the run will cost. Every finished run
+    (also a stopped one) joins :attr:`gallery`; the "A" and "B" menus show two runs side
+    by side. Save writes the last picture, the gallery and the animation to a folder.
     ``config`` sets everything the controls do not (e.g. ``weights="random"`` for a quick
-    test) and the scales' start value; ``model`` reuses a loaded network.
+    test) and the controls' start values; ``model`` reuses a loaded network.
     """
 
     def __init__(
@@ -207,7 +325,7 @@ class Explorer(_Runner):
         config: Config | None = None,
         model: VGG19 | None = None,
         size: int = 256,
-        steps: int = 100,
+        steps: int | tuple[int, ...] = 100,
         image_every: int = 5,
     ):
         super().__init__(model=model, image_every=image_every, width=384)
@@ -216,48 +334,133 @@ class Explorer(_Runner):
                                   "content image")
         self.style_image = _load(style if style is not None else example("starry_night.jpg"),
                                 "style image")
-        ratio = min(max(self.base.ratio, 1e-6), 1e-1)
+        self.gallery: list[Entry] = []  # every finished run, oldest first
+        self.frames: list[torch.Tensor] | None = None  # this run's pictures, if animated
+        self._colours = "off"  # this run's colours
+        self._setting = False  # True while the controls are set from code (a preset)
+        start = replace(self.base, size=size, steps=steps)
+        self._make_method_controls(start)
+        self._make_picture_controls(start)
+        self._make_gallery_and_save()
+        self.widget = w.VBox([w.HBox([self._controls_box(), self._inputs_box()]),
+                              self._results_box(), self._gallery_box(), self._save_box()])
+        self._observe()
+        self._controls_changed()
+
+    # ------------------------------------------------------------------ building the widget
+
+    def _make_method_controls(self, start: Config) -> None:
+        """The preset and the controls of the method: alpha/beta, layers, start, steps."""
+        self.preset = w.ToggleButtons(options=list(PRESETS), value=None, description="preset",
+                                      tooltips=["the paper's recipe: from white noise, one "
+                                                "scale, 1000 evaluations",
+                                                "the library's defaults: from the photo, "
+                                                "coarse to fine, 170 evaluations"],
+                                      style={"button_width": "70px", **WIDE})
+        ratio = min(max(start.ratio, 1e-6), 1e-1)
         self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
                                       description="α/β", readout_format=".0e", style=WIDE)
-        self.content_layer = w.Dropdown(options=CONV_LAYERS, value=self.base.content_layers[0],
+        self.content_layer = w.Dropdown(options=CONV_LAYERS, value=start.content_layers[0],
                                         description="content layer", style=WIDE)
-        self.style_layers = {name: w.Checkbox(value=name in self.base.style_layers,
+        self.style_layers = {name: w.Checkbox(value=name in start.style_layers,
                                               description=name, indent=False,
                                               layout=w.Layout(width="80px"))
                              for name in STYLE_LAYERS}
-        self.init = w.ToggleButtons(options=["noise", "content", "style"], value=self.base.init,
+        self.init = w.ToggleButtons(options=["noise", "content", "style"], value=start.init,
                                     description="start from",
                                     style={"button_width": "70px", **WIDE})
-        self.steps = w.IntSlider(value=steps, min=5, max=500, step=5, description="steps/scale",
-                                 style=WIDE)
-        self.scales = w.IntSlider(value=self.base.scales, min=1, max=4, description="scales",
+        self.steps = w.Text(value=_steps_text(start.steps), description="steps/scale",
+                            placeholder="50, or 100,50,20 (coarsest first)",
+                            continuous_update=False, style=WIDE)
+        self.scales = w.IntSlider(value=start.scales, min=1, max=4, description="scales",
                                   style=WIDE)
-        self.size = w.IntSlider(value=size, min=32, max=512, step=16, description="size (px)",
-                                style=WIDE)
+
+    def _make_picture_controls(self, start: Config) -> None:
+        """Size, style size, seed, colours, animation; the uploads and their previews."""
+        self.size = w.IntSlider(value=start.size, min=32, max=512, step=16,
+                                description="size (px)", style=WIDE)
+        sizes = dict(STYLE_SIZES) | ({f"{start.style_size} px": start.style_size}
+                                     if start.style_size else {})
+        self.style_size = w.Dropdown(options=list(sizes.items()), value=start.style_size or 0,
+                                     description="style size", style=WIDE)
+        self.seed = w.IntText(value=start.seed, description="seed", style=WIDE,
+                              layout=w.Layout(width="180px"))
+        self.colours = w.ToggleButtons(options=COLOURS, value="off", description="colours",
+                                       tooltips=["the painting's colours (the paper)",
+                                                 "the photo's colours: transfer the "
+                                                 "luminance only (Gatys et al. 2017)",
+                                                 "the photo's colours: the painting's "
+                                                 "colours matched to the photo's first"],
+                                       style={"button_width": "160px", **WIDE})
+        self.animate = w.Checkbox(value=False, description="animation (a GIF of the run)",
+                                  indent=False)
+        self.cost = w.HTML()  # what the run will need, updated as the controls change
         self.content_upload = w.FileUpload(accept="image/*", description="your content")
         self.style_upload = w.FileUpload(accept="image/*", description="your style")
         self.content_preview = w.Image(value=png(resize(self.content_image, 160)), width=160)
         self.style_preview = w.Image(value=png(resize(self.style_image, 160)), width=160)
         self.losses = w.Image(format="png", width=480)
-        self.content_upload.observe(self._uploaded, names="value")
-        self.style_upload.observe(self._uploaded, names="value")
+        self.animation = w.Image(format="gif", width=384)
         self.image.value = self.content_preview.value
 
-        label = lambda text: w.HTML(f"<b>{text}</b>")  # noqa: E731
-        controls = w.VBox([
-            self.ratio, self.content_layer,
+    def _make_gallery_and_save(self) -> None:
+        self.thumbnails = w.HTML("Every run will be kept here.")
+        self.pick = {side: w.Dropdown(options=[], description=side,
+                                      layout=w.Layout(width="320px"),
+                                      style={"description_width": "20px"})
+                     for side in ("A", "B")}
+        self.compared = {side: w.Image(format="png", width=320) for side in ("A", "B")}
+        self.compared_settings = {side: w.HTML(layout=w.Layout(width="330px"))
+                                  for side in ("A", "B")}
+        self.folder = w.Text(value="out/", description="folder", style=WIDE)
+        self.save_button = w.Button(description="Save", icon="download")
+        self.downloads = w.HTML()
+
+    def _controls_box(self) -> w.VBox:
+        return w.VBox([
+            self.preset, self.ratio, self.content_layer,
             w.HBox([w.Label("style layers", layout=w.Layout(width="90px")),
                     *self.style_layers.values()]),
-            self.init, self.steps, self.scales, self.size,
-            w.HBox([self.run_button, self.stop_button]), self.progress, self.status,
+            self.init, self.steps, self.scales, self.size, self.style_size, self.seed,
+            self.colours, self.animate,
+            w.HBox([self.run_button, self.stop_button]), self.cost, self.progress,
+            self.status,
         ])
-        images = w.VBox([
-            w.HBox([w.VBox([label("content"), self.content_preview, self.content_upload]),
-                    w.VBox([label("style"), self.style_preview, self.style_upload])]),
+
+    def _inputs_box(self) -> w.VBox:
+        return w.VBox([
+            w.HBox([w.VBox([_label("content"), self.content_preview, self.content_upload]),
+                    w.VBox([_label("style"), self.style_preview, self.style_upload])]),
         ])
-        self.widget = w.VBox([w.HBox([controls, images]),
-                              w.HBox([w.VBox([label("result"), self.image]),
-                                      w.VBox([label("losses"), self.losses])])])
+
+    def _results_box(self) -> w.HBox:
+        self.animation_box = w.VBox([_label("animation"), self.animation],
+                                    layout=w.Layout(display="none"))
+        return w.HBox([w.VBox([_label("result"), self.image]), self.animation_box,
+                       w.VBox([_label("losses"), self.losses])])
+
+    def _gallery_box(self) -> w.VBox:
+        sides = [w.VBox([self.pick[s], self.compared[s], self.compared_settings[s]])
+                 for s in ("A", "B")]
+        return w.VBox([_label("gallery: every run (A and B: two of them side by side)"),
+                       self.thumbnails, w.HBox(sides)])
+
+    def _save_box(self) -> w.HBox:
+        return w.HBox([self.folder, self.save_button, self.downloads])
+
+    def _observe(self) -> None:
+        for control in (self.ratio, self.content_layer, *self.style_layers.values(), self.init,
+                        self.steps, self.scales, self.size, self.style_size, self.seed,
+                        self.colours):
+            control.observe(self._controls_changed, names="value")
+        self.preset.observe(self._preset_chosen, names="value")
+        for pick in self.pick.values():
+            pick.observe(self._show_compared, names="value")
+        self.content_upload.observe(self._uploaded, names="value")
+        self.style_upload.observe(self._uploaded, names="value")
+        self.save_button.on_click(lambda _: self.save())
+
+    # ------------------------------------------------------------------ settings
 
     def config(self) -> Config:
         """The settings the controls show, as a :class:`~nst_lib.Config`."""
@@ -269,16 +472,73 @@ class Explorer(_Runner):
             style_layers=tuple(n for n, box in self.style_layers.items() if box.value),
             style_weights=None,
             init=self.init.value,
-            steps=self.steps.value,
+            steps=_parse_steps(self.steps.value),
             scales=self.scales.value,
             size=self.size.value,
+            style_size=self.style_size.value or None,
+            seed=self.seed.value,
         )
 
-    def job(self):
+    def _settings(self) -> tuple[torch.Tensor, torch.Tensor, Config]:
         config = self.config()
         if not config.style_layers:
             raise ValueError("Tick at least one style layer.")
         return self.content_image, self.style_image, config
+
+    def job(self):
+        content, style, config = self._settings()
+        self._colours = self.colours.value
+        self.frames = [] if self.animate.value else None
+        return content, style, config
+
+    @contextmanager
+    def _quietly(self):
+        """Set controls without the reactions to a change by hand (a preset's, the cost's)."""
+        self._setting = True
+        try:
+            yield
+        finally:
+            self._setting = False
+
+    def _preset_chosen(self, change) -> None:
+        if self._setting or change["new"] is None:
+            return
+        preset = PRESETS[change["new"]]
+        with self._quietly():
+            self.content_layer.value = preset.content_layers[0]
+            for name, box in self.style_layers.items():
+                box.value = name in preset.style_layers
+            self.init.value = preset.init
+            self.steps.value = _steps_text(preset.steps)
+            self.scales.value = preset.scales
+        self._show_cost()
+
+    def _matching_preset(self) -> str | None:
+        """The preset the controls show now, or None when they differ from both."""
+        try:
+            config = self.config()
+        except ValueError:
+            return None
+        return next((name for name, preset in PRESETS.items()
+                     if all(getattr(preset, f) == getattr(config, f) for f in PRESET_FIELDS)),
+                    None)
+
+    def _controls_changed(self, _=None) -> None:
+        if self._setting:
+            return
+        with self._quietly():
+            self.preset.value = self._matching_preset()
+        self._show_cost()
+
+    def _show_cost(self) -> None:
+        """The line under Run: what a run with these settings will need (nst.check_cost)."""
+        try:
+            content, style, config = self._settings()
+            cost = check_cost(content, style, config, self.model)
+        except Exception as err:  # bad settings or too large: the same message as Run's
+            self.cost.value = f"<b>Cannot run:</b> {html.escape(str(err))}"
+            return
+        self.cost.value = f"This run will need {html.escape(str(cost))}."
 
     def _uploaded(self, change) -> None:
         upload = change["owner"]
@@ -299,12 +559,92 @@ class Explorer(_Runner):
             self.style_preview.value = png(resize(image, 160))
         notes = "".join(f" {w.message}" for w in caught)
         self.status.value = html.escape(f"Loaded {upload.value[-1]['name']}.{notes} Press Run.")
+        self._show_cost()
+
+    # ------------------------------------------------------------------ a run
+
+    def _transfer(self, content, style, config: Config, **kwargs) -> Result:
+        if self._colours == "off":
+            return super()._transfer(content, style, config, **kwargs)
+        return transfer_preserving_color(content, style, config, method=self._colours, **kwargs)
+
+    def _on_step(self, step: Step) -> None:
+        if step.image is not None and self._colours == "luminance":  # grey: add the colours
+            step = replace(step, image=combine_luminance(step.image, self.content_image))
+        if step.image is not None and self.frames is not None:
+            self.frames.append(step.image)
+        super()._on_step(step)
 
     def finished(self, result: Result) -> None:
         self.losses.value = plot.to_png(plot.loss_curves(result))
+        gif = plot.animation([*self.frames, result.image]) if self.frames is not None else None
+        self.gallery.append(Entry(result, describe(result, self._colours), gif))
+        if gif is not None:
+            self.animation.value = gif
+        self.animation_box.layout.display = "none" if gif is None else ""
+        self._show_gallery()
+
+    # ------------------------------------------------------------------ gallery and save
+
+    def _show_gallery(self) -> None:
+        """Thumbnails of every run; A stays where it was (the first run at first), B shows
+        the newest."""
+        self.thumbnails.value = _thumbnails(self.gallery)
+        options = [(f"#{n}: α/β {e.settings['α/β']}, {e.settings['size']}", n - 1)
+                   for n, e in enumerate(self.gallery, 1)]
+        a = self.pick["A"].value if self.pick["A"].value is not None else 0
+        for pick in self.pick.values():
+            pick.options = options
+        self.pick["A"].value, self.pick["B"].value = a, len(options) - 1
+        self._show_compared()
+
+    def _show_compared(self, _=None) -> None:
+        for side, pick in self.pick.items():
+            if pick.value is not None:
+                entry = self.gallery[pick.value]
+                self.compared[side].value = png(entry.result.image)
+                self.compared_settings[side].value = (
+                    f'<div style="line-height:1.35"><b>#{pick.value + 1}</b><br>'
+                    f"{_html_lines(entry.caption())}</div>")
+
+    def contact_sheet(self) -> bytes:
+        """The gallery as one PNG: every run, with its settings below it."""
+        captions = [f"#{n}\n" + "\n".join(textwrap.fill(line, 44, subsequent_indent="   ")
+                                          for line in e.caption().splitlines())
+                    for n, e in enumerate(self.gallery, 1)]
+        fig = plot.contact_sheet([e.result.image for e in self.gallery], captions,
+                                 ncols=min(4, len(self.gallery)), width=3.2)
+        return plot.to_png(fig, dpi=100, tight=True)
+
+    def save(self) -> list[Path]:
+        """Write the last run's picture, the gallery (:meth:`contact_sheet`) and the last
+        run's animation, if it has one, to the "folder" field's folder (made if missing).
+
+        Files are never replaced: result.png, then result-1.png ... Shows a download link
+        for each (it works on Binder and Colab too) and says where they went; returns
+        their paths (none if there is nothing to save or they cannot be written).
+        """
+        if not self.gallery:
+            self.status.value = "Nothing to save yet: press Run first."
+            return []
+        last = self.gallery[-1]
+        try:
+            folder = Path(self.folder.value.strip() or ".").expanduser()
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = [save_image(last.result.image, unused_path(folder / "result.png")),
+                     _write_new(folder / "gallery.png", self.contact_sheet())]
+            if last.animation is not None:
+                paths.append(_write_new(folder / "animation.gif", last.animation))
+        except (OSError, ImageError) as err:
+            self.status.value = f"<b>Not saved:</b> {html.escape(str(err))}"
+            return []
+        self.downloads.value = "download: " + " · ".join(download_link(p) for p in paths)
+        where = folder.resolve()
+        self.status.value = html.escape(f"Saved {', '.join(p.name for p in paths)} in {where}")
+        return paths
 
 
-class ContentReconstruction(_Runner):
+class ContentReconstruction(_RunPanel):
     """CVPR 2016, Fig. 1 (bottom row) one layer at a time: pick a layer, press Run.
 
     The photo is reconstructed from white noise (``init="noise"``) by matching only that
@@ -333,8 +673,8 @@ class ContentReconstruction(_Runner):
             w.HBox([self.layer, self.steps]),
             w.HBox([self.run_button, self.stop_button, self.progress]),
             self.status,
-            w.HBox([w.VBox([w.HTML("<b>original</b>"), preview]),
-                    w.VBox([w.HTML("<b>reconstruction</b>"), self.image])]),
+            w.HBox([w.VBox([_label("original"), preview]),
+                    w.VBox([_label("reconstruction"), self.image])]),
         ])
 
     def job(self):

@@ -225,3 +225,66 @@ def test_a_web_address_as_content_is_one_line_of_advice(folder, cli):
         "error: https://example.com/cat.jpg is a web address; download the image first and "
         "give the path of the file.")
     assert not (folder / "cat.png").exists()
+
+
+# ---------------------------------------------------------------------- pictures on the way
+
+
+def _pixels(path):
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes()
+
+
+def test_save_every_writes_the_pictures_so_far_to_a_folder(folder, cli):
+    code, stdout, _ = cli("photo.png", "painting.jpg", "-o", "cat.png", "--steps", "6",
+                          "--save-every", "2")
+    steps = folder / "cat_steps"
+    assert code == 0 and "Wrote 3 pictures to cat_steps/" in stdout
+    assert sorted(p.name for p in steps.iterdir()) == ["0002.png", "0004.png", "0006.png"]
+    for path in steps.iterdir():
+        assert nst.load_image(path).shape == (1, 3, 21, 32)
+    assert _pixels(steps / "0006.png") == _pixels(folder / "cat.png")  # the last is the result
+    code, stdout, _ = cli("photo.png", "painting.jpg", "-o", "cat.png", "--save-every", "1")
+    assert code == 0 and "Wrote 2 pictures to cat_steps-1/" in stdout  # a new folder
+    assert len(list(steps.iterdir())) == 3
+
+
+def test_animation_writes_a_gif_of_the_run_at_the_final_size(folder, cli):
+    code, stdout, _ = cli("photo.png", "painting.jpg", "--steps", "6", "--save-every", "2",
+                          "--animation", "run.gif")
+    steps = [folder / "out_steps" / f"{n:04d}.png" for n in (2, 4, 6)]
+    pictures = [_pixels(p) for p in [*steps, folder / "out.png"]]
+    expected = 1 + sum(a != b for a, b in zip(pictures, pictures[1:]))  # equal ones merge
+    with Image.open(folder / "run.gif") as gif:
+        assert code == 0 and gif.format == "GIF" and gif.size == (32, 21)
+        assert gif.n_frames == expected and f"Wrote run.gif ({expected} frames)" in stdout
+
+
+def test_animation_of_coarse_to_fine_scales_the_first_pictures_up(folder, cli):
+    code, _, _ = cli("photo.png", "painting.jpg", "--size", "128", "--scales", "2",
+                     "--steps", "4", "--animation", "run.gif", "--save-every", "2")
+    small = nst.load_image(folder / "out_steps" / "0002.png")
+    assert code == 0 and small.shape == (1, 3, 42, 64)  # the coarse scale, as it was
+    with Image.open(folder / "run.gif") as gif:
+        assert gif.size == (128, 85) and 2 <= gif.n_frames <= 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--save-every", "0"], "--save-every must be at least 1, got 0."),
+    (["--animation", "run.png"], "--animation run.png is not a .gif file name; give e.g. "
+                                 "--animation run.gif"),
+    (["--animation", "no/such/run.gif"], "folder no/such does not exist"),
+])
+def test_bad_picture_options_are_one_line_before_the_run(folder, cli, monkeypatch, args,
+                                                          message):
+    monkeypatch.setattr(opt, "transfer", _no_run)
+    code, _, err = cli("photo.png", "painting.jpg", *args)
+    assert code == 2 and message in _one_error_line(err)
+    assert sorted(p.name for p in folder.iterdir()) == ["painting.jpg", "photo.png"]
+
+
+def test_an_animation_that_is_an_input_is_refused(folder, cli, monkeypatch):
+    Image.open("painting.jpg").save("painting.gif")
+    monkeypatch.setattr(opt, "transfer", _no_run)
+    code, _, err = cli("photo.png", "painting.gif", "--animation", "painting.gif")
+    assert code == 2 and "--animation painting.gif is the style image" in _one_error_line(err)

@@ -1,5 +1,7 @@
 """nst_lib.plot: each function returns a Figure with the axes and artists it promises."""
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -108,3 +110,48 @@ def test_receptive_fields_one_square_per_layer():
 def test_to_png_gives_png_bytes():
     data = plot.to_png(plot.images([torch.rand(1, 3, 16, 16)]))
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _gif(data: bytes):
+    image = Image.open(io.BytesIO(data))
+    durations = []
+    for k in range(image.n_frames):
+        image.seek(k)
+        durations.append(image.info["duration"])
+    image.seek(0)
+    return image, durations
+
+
+def test_animation_one_frame_per_picture_all_at_the_final_size(tmp_path):
+    colours = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    sizes = [(8, 12), (16, 24), (16, 24)]  # a coarse scale's picture first
+    frames = [torch.tensor(c).view(1, 3, 1, 1).expand(1, 3, *hw).clone()
+              for c, hw in zip(colours, sizes)]
+    data = plot.animation(frames, tmp_path / "run.gif", fps=5, hold=2.0)
+    assert (tmp_path / "run.gif").read_bytes() == data
+    gif, durations = _gif(data)
+    assert gif.format == "GIF" and gif.n_frames == 3 and gif.size == (24, 16)
+    assert gif.info["loop"] == 0 and durations == [200, 200, 2000]
+    gif.seek(0)
+    assert gif.convert("RGB").getpixel((20, 12)) == (255, 0, 0)  # the scaled-up first frame
+
+
+def test_animation_merges_a_picture_equal_to_the_one_before():
+    a, b = torch.zeros(1, 3, 16, 16), torch.ones(1, 3, 16, 16)
+    gif, durations = _gif(plot.animation([a, b, b.clone()], fps=10, hold=1.0))
+    assert gif.n_frames == 2 and durations == [100, 1100]
+    with pytest.raises(ValueError, match="at least one frame"):
+        plot.animation([])
+
+
+def test_contact_sheet_a_caption_below_each_picture():
+    fig = plot.contact_sheet([torch.rand(1, 3, 16, 24)] * 3, ["#1\nseed: 0", "#2", "#3"],
+                             ncols=2)
+    pictures = [ax for ax in fig.axes if ax.images]
+    assert len(pictures) == 3
+    assert [[t.get_text() for t in ax.texts] for ax in pictures] == [["#1\nseed: 0"], ["#2"],
+                                                                     ["#3"]]
+    assert all(ax.texts[0].get_position()[1] < 0 for ax in pictures)  # below the picture
+    assert plot.to_png(fig, tight=True)[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="one caption per picture"):
+        plot.contact_sheet([torch.rand(1, 3, 16, 16)], [])

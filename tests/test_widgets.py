@@ -1,8 +1,10 @@
 """nst_lib.widgets driven from code, with an untrained VGG19 and tiny images (fast)."""
 
+import base64
 import datetime
 import html
 import io
+import re
 import struct
 import time
 import warnings
@@ -19,6 +21,7 @@ from PIL import Image  # noqa: E402
 
 import nst_lib as nst  # noqa: E402
 from nst_lib import widgets  # noqa: E402
+from nst_lib.experiments import PAPER_RECIPE  # noqa: E402
 
 CONFIG = nst.Config(weights="random", device="cpu", scales=1)
 
@@ -55,12 +58,16 @@ def test_explorer_config_follows_the_controls(explorer):
     explorer.style_layers["conv4_1"].value = False
     explorer.style_layers["conv5_1"].value = False
     explorer.init.value = "noise"
-    explorer.steps.value, explorer.scales.value, explorer.size.value = 20, 2, 96
+    explorer.steps.value, explorer.scales.value, explorer.size.value = "20", 2, 96
+    explorer.seed.value, explorer.style_size.value = 7, 64
     config = explorer.config()
     assert config.ratio == pytest.approx(1e-4)
     assert config.content_layers == ("conv5_2",)
     assert config.style_layers == ("conv1_1", "conv2_1", "conv3_1")
     assert (config.init, config.steps, config.scales, config.size) == ("noise", 20, 2, 96)
+    assert (config.seed, config.style_size) == (7, 64)
+    explorer.steps.value, explorer.style_size.value = "100, 50,20", 0
+    assert explorer.config().steps == (100, 50, 20) and explorer.config().style_size is None
     assert config.weights == "random"  # what the controls do not set comes from `config`
 
 
@@ -100,7 +107,7 @@ def test_explorer_run_button_starts_a_background_run(explorer):
 
 
 def test_stop_keeps_the_image_so_far(explorer):
-    explorer.steps.value = 500
+    explorer.steps.value = "500"
     explorer.run()
     deadline = time.time() + 60
     while explorer.progress.value < 3 and time.time() < deadline:
@@ -226,3 +233,185 @@ def test_the_explorer_shows_the_cost_and_refuses_what_cannot_fit(explorer, monke
     assert explorer.thread is None or not explorer.running
     assert isinstance(explorer.error, ValueError) and "use size=" in str(explorer.error)
     assert "use size=" in explorer.status.value
+
+
+# ---------------------------------------------------------------------- presets and the cost
+
+
+def test_the_paper_preset_sets_the_papers_recipe_and_fast_the_defaults(explorer):
+    explorer.ratio.value, explorer.size.value, explorer.seed.value = 1e-3, 64, 5
+    explorer.style_layers["conv2_1"].value = False
+    explorer.preset.value = "paper"
+    assert (explorer.init.value, explorer.steps.value, explorer.scales.value) == ("noise",
+                                                                                 "1000", 1)
+    assert explorer.content_layer.value == "conv4_2"
+    assert all(box.value for box in explorer.style_layers.values())  # all five again
+    paper = nst.Config(**PAPER_RECIPE)
+    config = explorer.config()
+    assert (config.init, config.steps, config.scales) == (paper.init, paper.steps, paper.scales)
+    assert config.style_layers == nst.STYLE_LAYERS and config.pooling == "avg"
+    assert (config.ratio, config.size, config.seed) == (pytest.approx(1e-3), 64, 5)  # kept
+    explorer.preset.value = "fast"
+    defaults = nst.Config()
+    assert explorer.config().steps == defaults.steps == (100, 50, 20)
+    assert (explorer.init.value, explorer.scales.value) == (defaults.init, defaults.scales)
+
+
+def test_the_preset_shows_whether_the_controls_still_match_it(explorer):
+    assert explorer.preset.value is None  # steps=6, scales=1 from the test's config: neither
+    explorer.preset.value = "paper"
+    explorer.init.value = "content"
+    assert explorer.preset.value is None
+    explorer.init.value = "noise"
+    assert explorer.preset.value == "paper"
+    explorer.ratio.value = 1e-2  # not part of a preset
+    assert explorer.preset.value == "paper"
+
+
+def test_the_cost_line_follows_the_controls(explorer, monkeypatch):
+    import nst_lib.cost as cost
+
+    monkeypatch.setattr(cost, "available_mb", lambda device="cpu": 4096.0)
+
+    def expected():
+        return f"This run will need {nst.check_cost(explorer.content_image, explorer.style_image, explorer.config(), explorer.model)}."
+
+    explorer.size.value = 64
+    small = explorer.cost.value
+    assert small == expected() and "of 4.0 GB free" in small
+    explorer.size.value = 512
+    explorer.preset.value = "paper"
+    assert explorer.cost.value == expected() != small
+    for box in explorer.style_layers.values():
+        box.value = False
+    assert explorer.cost.value == "<b>Cannot run:</b> Tick at least one style layer."
+    explorer.style_layers["conv1_1"].value = True
+    monkeypatch.setattr(cost, "available_mb", lambda device="cpu": 100.0)
+    explorer.steps.value = "1000"  # any change: the cost is looked at again
+    explorer.steps.value = "999"
+    assert "Cannot run:" in explorer.cost.value and "use size=" in explorer.cost.value
+
+
+# ---------------------------------------------------------------------- gallery, compare, save
+
+
+def _three_runs(explorer):
+    explorer.seed.value, explorer.init.value = 1, "noise"
+    explorer.run(wait=True)
+    explorer.init.value = "content"
+    explorer.run(wait=True)
+    explorer.steps.value = "500"
+    explorer.run()
+    deadline = time.time() + 60
+    while explorer.progress.value < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    explorer.stop()
+    return explorer.wait(timeout=60)
+
+
+def test_every_run_joins_the_gallery_also_a_stopped_one(explorer):
+    assert explorer.gallery == []
+    stopped = _three_runs(explorer)
+    assert len(explorer.gallery) == 3
+    assert [e.result.stop_reason for e in explorer.gallery] == ["steps", "steps", "stopped"]
+    assert explorer.gallery[-1].result is stopped is explorer.result
+    first = explorer.gallery[0].settings
+    assert first["α/β"] == "5e-4" and first["start"] == "noise" and first["seed"] == "1"
+    assert first["size"] == "48x32 px" and first["steps"] == "6 (1 scale)"
+    assert first["content"] == "conv4_2" and first["style"].startswith("conv1_1, conv2_1")
+    assert explorer.gallery[1].settings["start"] == "content"
+    assert explorer.gallery[2].settings["time"].endswith("stopped")
+    assert explorer.thumbnails.value.count("<img ") == 3 and "#3" in explorer.thumbnails.value
+
+
+def test_a_and_b_show_two_runs_side_by_side(explorer):
+    _three_runs(explorer)
+    assert (explorer.pick["A"].value, explorer.pick["B"].value) == (0, 2)  # first, newest
+    explorer.pick["A"].value, explorer.pick["B"].value = 1, 0
+    for side, index in (("A", 1), ("B", 0)):
+        entry = explorer.gallery[index]
+        assert explorer.compared[side].value == widgets.png(entry.result.image)
+        shown = html.unescape(explorer.compared_settings[side].value)
+        assert re.match(f"<div[^>]*><b>#{index + 1}</b><br>", shown)
+        assert f"start: {entry.settings['start']}" in shown
+    assert explorer.compared["A"].value != explorer.compared["B"].value
+    explorer.run(wait=True)  # a fourth run: B shows it, A stays
+    assert (explorer.pick["A"].value, explorer.pick["B"].value) == (1, 3)
+
+
+def test_save_writes_the_picture_and_the_gallery_and_never_replaces(explorer, tmp_path):
+    assert explorer.save() == [] and "press Run first" in explorer.status.value
+    explorer.run(wait=True)
+    explorer.run(wait=True)
+    explorer.folder.value = str(tmp_path / "new" / "folder")
+    first = explorer.save()
+    assert [p.name for p in first] == ["result.png", "gallery.png"]
+    with Image.open(first[0]) as im:
+        assert im.format == "PNG" and im.size == (48, 32)
+        assert im.tobytes() == nst.to_pil(explorer.gallery[-1].result.image).tobytes()
+    with Image.open(first[1]) as im:
+        assert im.format == "PNG" and im.width > 2 * 48  # two runs and their captions
+    before = {p: p.read_bytes() for p in first}
+    second = explorer.save()
+    assert [p.name for p in second] == ["result-1.png", "gallery-1.png"]
+    assert {p: p.read_bytes() for p in first} == before
+    assert str(tmp_path / "new" / "folder") in html.unescape(explorer.status.value)
+
+
+def test_the_download_links_hold_the_saved_files(explorer, tmp_path):
+    explorer.run(wait=True)
+    explorer.folder.value = str(tmp_path)
+    paths = explorer.save()
+    links = re.findall(r'<a download="([^"]+)" href="data:(image/\w+);base64,([^"]+)"',
+                       explorer.downloads.value)
+    assert [(name, mime) for name, mime, _ in links] == [("result.png", "image/png"),
+                                                         ("gallery.png", "image/png")]
+    for path, (_, _, data) in zip(paths, links):
+        assert base64.b64decode(data) == path.read_bytes()
+
+
+def test_save_says_why_when_the_folder_cannot_be_made(explorer, tmp_path):
+    explorer.run(wait=True)
+    (tmp_path / "a file").write_text("not a folder")
+    explorer.folder.value = str(tmp_path / "a file" / "out")
+    assert explorer.save() == []
+    assert explorer.status.value.startswith("<b>Not saved:</b>")
+
+
+# ---------------------------------------------------------------------- animation and colours
+
+
+def _distinct(frames):
+    """How many frames a GIF of these keeps: consecutive equal pictures are merged."""
+    pixels = [nst.to_pil(f).tobytes() for f in frames]
+    return 1 + sum(a != b for a, b in zip(pixels, pixels[1:]))
+
+
+def test_the_animation_records_the_pictures_of_the_run(explorer, tmp_path):
+    explorer.animate.value = True
+    result = explorer.run(wait=True)
+    assert len(explorer.frames) == 3  # every 2nd of 6 evaluations
+    assert explorer.animation_box.layout.display == ""
+    with Image.open(io.BytesIO(explorer.animation.value)) as gif:
+        assert gif.format == "GIF" and gif.size == (48, 32)
+        assert gif.n_frames == _distinct([*explorer.frames, result.image])
+    explorer.folder.value = str(tmp_path)
+    assert [p.name for p in explorer.save()] == ["result.png", "gallery.png", "animation.gif"]
+    assert (tmp_path / "animation.gif").read_bytes() == explorer.gallery[-1].animation
+    explorer.animate.value = False
+    explorer.run(wait=True)
+    assert explorer.frames is None and explorer.gallery[-1].animation is None
+    assert explorer.animation_box.layout.display == "none"
+
+
+def test_the_photos_colours_are_kept_also_in_the_pictures_on_the_way(explorer):
+    from nst_lib.color import rgb_to_yiq
+
+    explorer.colours.value, explorer.animate.value = "luminance", True
+    result = explorer.run(wait=True)
+    photo = nst.resize(explorer.content_image, tuple(result.image.shape[-2:]))
+    wanted = rgb_to_yiq(photo)[:, 1:]  # the photo's colour channels I and Q
+    for picture in (result.image, explorer.frames[-1]):
+        chroma = rgb_to_yiq(picture)[:, 1:]  # not grey (0), the photo's (up to clamping)
+        assert (chroma - wanted).abs().mean() < 0.01 < 0.05 < chroma.abs().mean()
+    assert explorer.gallery[-1].settings["colours"] == "the photo's (luminance)"

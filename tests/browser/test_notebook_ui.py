@@ -4,7 +4,8 @@ One JupyterLab server and one browser page for the module (see conftest.py). The
 ``notebook`` opens notebooks/04_style_transfer.ipynb (a temporary copy), runs all cells from
 the Run menu in quick mode and waits until the kernel is idle; the tests then use the
 interactive explorer the notebook displays, as a student would: slider, checkboxes, Run,
-Stop. Screenshots go to test-artifacts/browser/.
+Stop, a preset, two runs side by side, Save and a download. Screenshots go to
+test-artifacts/browser/.
 
 The tests depend on each other's order (one page, one kernel): run them as a module.
 """
@@ -57,7 +58,17 @@ const resultImage = () => [...explorer().querySelectorAll('.widget-html')]
 const progressBar = () => explorer().querySelector('.widget-hprogress .progress-bar');
 const statusLine = () => [...explorer().querySelectorAll('.widget-html')]
   .map(e => e.textContent.trim())
-  .find(t => /^(Press Run|Running|step |steps|stopped|converged|time|diverged|Error|Loaded)/.test(t));
+  .find(t => /^(Press Run|Running|step |steps|stopped|converged|time|diverged|Error|Loaded|Saved|Not saved|Nothing)/.test(t));
+const costLine = () => [...explorer().querySelectorAll('.widget-html')]
+  .map(e => e.textContent.trim()).find(t => /^(This run will need|Cannot run)/.test(t));
+const compared = side => {  // the picture and the settings shown under menu A or B
+  const label = [...explorer().querySelectorAll('.widget-dropdown .widget-label')]
+    .find(e => e.textContent.trim() === side);
+  const box = label.closest('.widget-dropdown').parentElement;
+  const img = box.querySelector('img');
+  return {src: img.src, shown: img.getBoundingClientRect().width > 0,
+          settings: box.querySelector('.widget-html').innerText};
+};
 const runButton = () => [...explorer().querySelectorAll('button')]
   .find(b => b.textContent.trim() === 'Run');
 """
@@ -115,6 +126,15 @@ def _wait_run_ended(page, timeout: int = RUN_MS) -> None:
              runButton() && !runButton().disabled &&
              /^(steps|stopped|converged|time|diverged|Error)/.test(statusLine() || '');"""),
         timeout=timeout)
+
+
+def _set_text(field, value: str) -> None:
+    """Type a value into a text field and press Enter, as a student would."""
+    box = field.locator("input")
+    box.fill(value)
+    box.press("Enter")
+    box.page.wait_for_function("([el, v]) => el.value === v", arg=[box.element_handle(), value],
+                               timeout=UI_MS)
 
 
 def _set_readout(slider, value: str) -> None:
@@ -249,7 +269,7 @@ def test_stop_keeps_the_image_so_far(notebook):
                             has=page.locator(".widget-label", has_text=label))
 
     # a longer run: 500 evaluations at 256 px
-    _set_readout(slider("steps/scale"), "500")
+    _set_text(_field(root, "steps/scale"), "500")
     _set_readout(slider("size (px)"), "256")
     before = _state(page)
 
@@ -277,3 +297,96 @@ def test_stop_keeps_the_image_so_far(notebook):
     page.wait_for_timeout(2000)  # and is still there a moment later
     later = _state(page)
     assert (later["hash"], later["width"], later["shown"]) == (stopped["hash"], 256, True)
+
+
+def _field(root, label: str):
+    """The text field of the explorer with this label."""
+    return root.locator(".widget-text", has=root.page.locator(".widget-label", has_text=label))
+
+
+def _run_and_wait(page, root) -> None:
+    _watch_progress(page)
+    root.locator("button.jupyter-button", has_text=re.compile(r"^\s*Run\s*$")).click()
+    _wait_run_ended(page)
+
+
+def test_a_preset_sets_the_controls_and_the_cost_line_follows(notebook):
+    page = notebook
+    root = page.locator(".jp-OutputArea-output .widget-vbox",
+                        has=page.locator(".widget-label", has_text="α/β")).first
+    before = page.evaluate(_js("return costLine();"))
+    preset = root.locator(".widget-toggle-buttons",
+                          has=page.locator(".widget-label", has_text="preset"))
+    preset.locator("button", has_text="paper").click()
+    steps = _field(root, "steps/scale").locator("input")
+    page.wait_for_function("el => el.value === '1000'", arg=steps.element_handle())
+    page.wait_for_function(_js("return costLine() !== arg;"), arg=before)
+    after = page.evaluate(_js("return costLine();"))
+    controls = root.locator(".widget-vbox",
+                            has=page.locator(".widget-label", has_text="preset")).first
+    controls.scroll_into_view_if_needed()
+    controls.screenshot(path=ARTIFACTS / "07_explorer_paper_preset.png")
+    assert before.startswith("This run will need about") and after.startswith("This run "
+                                                                              "will need"), after
+    start = root.locator(".widget-toggle-buttons",
+                         has=page.locator(".widget-label", has_text="start from"))
+    assert "mod-active" in start.locator("button", has_text="noise").get_attribute("class")
+
+
+def test_two_runs_side_by_side_then_save_and_download(notebook, lab):
+    page = notebook
+    root = page.locator(".jp-OutputArea-output .widget-vbox",
+                        has=page.locator(".widget-label", has_text="α/β")).first
+    _set_text(_field(root, "steps/scale"), "5")
+    _set_readout(root.locator(".widget-hslider", has=page.locator(".widget-label",
+                                                                  has_text="size (px)")), "64")
+    start = root.locator(".widget-toggle-buttons",
+                         has=page.locator(".widget-label", has_text="start from"))
+    for init in ("content", "noise"):
+        start.locator("button", has_text=init).click()
+        _run_and_wait(page, root)
+        assert _state(page)["status"].startswith("steps")
+    runs = root.locator(".widget-html img[src^='data:image/png']").count()  # the gallery
+    assert runs >= 2  # these two and the runs of the tests before
+    a, b = _compare(page, root, runs - 1, runs)
+    assert a["settings"].startswith(f"#{runs - 1}") and "start: content" in a["settings"], a
+    assert b["settings"].startswith(f"#{runs}") and "start: noise" in b["settings"], b
+    assert a["shown"] and b["shown"] and a["src"] != b["src"]
+    _save_and_download(page, root, lab.root / "out")
+
+
+def _compare(page, root, first: int, second: int) -> tuple[dict, dict]:
+    """Choose runs number ``first`` and ``second`` in the menus A and B; what they show."""
+    for side, number in (("A", first), ("B", second)):
+        menu = root.locator(".widget-dropdown",
+                            has=page.locator(".widget-label", has_text=re.compile(f"^{side}$")))
+        menu.locator("select").select_option(index=number - 1)
+    for side, number in (("A", first), ("B", second)):
+        page.wait_for_function(_js(f"return compared('{side}').settings.startsWith(arg);"),
+                               arg=f"#{number}")
+    box = root.locator(".widget-vbox", has=page.locator(".widget-html",
+                                                         has_text="gallery: every run")).first
+    box.scroll_into_view_if_needed()
+    box.screenshot(path=ARTIFACTS / "08_explorer_side_by_side.png")
+    return tuple(page.evaluate(_js(f"return compared('{side}');")) for side in "AB")
+
+
+def _save_and_download(page, root, folder: Path) -> None:
+    """Press Save: the files are in ``folder`` and open; the download link gives the same."""
+    from PIL import Image
+
+    root.locator("button.jupyter-button", has_text=re.compile(r"^\s*Save\s*$")).click()
+    page.wait_for_function(_js("return /^Saved/.test(statusLine() || '');"))
+    status = _state(page)["status"]
+    row = root.locator(".widget-hbox", has=page.locator("button", has_text="Save")).first
+    row.scroll_into_view_if_needed()
+    row.screenshot(path=ARTIFACTS / "09_explorer_saved.png")
+    saved = folder / "result.png"
+    assert status.startswith("Saved result.png, gallery.png in ") and saved.is_file(), status
+    with Image.open(saved) as im:
+        assert im.format == "PNG" and im.width == 64
+    with Image.open(folder / "gallery.png") as im:
+        assert im.format == "PNG" and im.width > 2 * 64
+    with page.expect_download() as download:
+        root.locator("a[download='result.png']").click()
+    assert Path(download.value.path()).read_bytes() == saved.read_bytes()
