@@ -126,7 +126,10 @@ def layer_names(names, field: str = "layers") -> tuple[str, ...]:
         if not all(isinstance(name, str) for name in names):
             raise ValueError(f"{field} must be layer names such as ('conv1_1', 'conv2_1'), "
                              f"got {given!r}.")
-    names = check_layers(names)
+    try:
+        names = check_layers(names)
+    except ValueError as err:
+        raise ValueError(f"{field}: {err}") from None
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{field} names {', '.join(repeated)} more than once; give each "

@@ -41,7 +41,7 @@ from . import image as img
 from .config import Config, _as_tuple, require_layers, scale_levels, steps_per_scale
 from .losses import LossFunctions
 from .cost import Cost, check_fits
-from .vgg import VGG19, check_layers, resolve_device, resolve_precision, vgg19
+from .vgg import PRECISIONS, VGG19, check_layers, resolve_device, resolve_precision, vgg19
 
 ImageLike = Union[torch.Tensor, str, os.PathLike]  # a tensor (1, 3, H, W) or a file path
 
@@ -177,13 +177,21 @@ def _initial(init, shape, content, style, seed, device) -> torch.Tensor:
     return img.resize(source, size).clone()
 
 
+def _is_device(name) -> bool:
+    """True if ``name`` is "auto" or names a kind of device (available here or not)."""
+    try:
+        return str(name) == "auto" or bool(torch.device(name))
+    except (RuntimeError, TypeError):
+        return False
+
+
 def validate(config: Config) -> Config:
     """Raise ValueError with a one-line explanation for settings that cannot work."""
     checks = [
         (config.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', got {config.optimizer!r}"),
         (all(isinstance(n, int) and n > 0 for n in _as_tuple(config.steps)),
          f"steps must be at least 1, got {config.steps} (a whole number, or one per scale)"),
-        (isinstance(config.steps, int) or len(config.steps) >= config.scales,
+        (not isinstance(config.steps, tuple) or len(config.steps) >= config.scales,
          f"steps gives {len(_as_tuple(config.steps))} numbers for {config.scales} scales; give one "
          "per scale, coarsest first"),
         (config.scales >= 1, f"scales must be at least 1, got {config.scales}"),
@@ -200,6 +208,14 @@ def validate(config: Config) -> Config:
         (config.tol >= 0, f"tol must be >= 0, got {config.tol}"),
         (config.time_limit is None or config.time_limit >= 0,
          f"time_limit must be >= 0 seconds, got {config.time_limit}"),
+        (isinstance(config.init, torch.Tensor) or config.init in ("noise", "content", "style"),
+         f"init must be 'noise', 'content', 'style' or a tensor, got {config.init!r}"),
+        (config.pooling in ("avg", "max"),
+         f"pooling must be 'avg' or 'max', got {config.pooling!r}"),
+        (config.precision in PRECISIONS,
+         f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"),
+        (_is_device(config.device),
+         f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {config.device!r}"),
     ]
     for ok, message in checks:
         if not ok:
