@@ -140,7 +140,29 @@ def test_coarse_to_fine_ends_at_full_size(random_model, tiny):
 def test_channels_last_images_are_accepted(random_model, tiny):
     content = tiny[0].contiguous(memory_format=torch.channels_last)
     r = nst.transfer(content, tiny[1], model=random_model, progress=False, **FAST)
+    plain = nst.transfer(tiny[0], tiny[1], model=random_model, progress=False, **FAST)
     assert r.image.shape == content.shape
+    assert torch.allclose(r.image, plain.image, atol=1e-4)  # the same run as a contiguous one
+
+
+def test_content_and_style_of_different_sizes_and_aspect_ratios(random_model):
+    content = torch.rand(1, 3, 20, 64)  # wide
+    style = torch.rand(1, 3, 56, 24)  # tall, and larger
+    r = nst.transfer(content, style, model=random_model, progress=False, **{**FAST, "steps": 4})
+    assert r.image.shape == content.shape and torch.isfinite(r.image).all()
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_a_run_stopped_at_a_coarse_scale_returns_the_full_size(random_model, tiny):
+    ramp = torch.linspace(0.2, 0.8, 128)
+    content = torch.stack([ramp.expand(96, 128), ramp.flip(0).expand(96, 128),
+                           torch.full((96, 128), 0.5)])[None]  # smooth: scales well
+    with pytest.warns(UserWarning, match="at evaluation 2; stopped"):
+        r = nst.transfer(content, tiny[1], model=random_model, progress=False,
+                         **{**FAST, "scales": 2, "steps": 4, "optimizer": "adam", "lr": 1e30})
+    assert r.stop_reason == "diverged" and [h["scale"] for h in r.history] == [0]  # 48x64
+    assert r.image.shape == content.shape
+    assert (r.image - content).abs().max() < 0.02  # the start image, scaled back up
 
 
 @pytest.mark.slow
