@@ -5,6 +5,8 @@ import torch
 
 import nst_lib as nst
 
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
 FAST = dict(size=None, steps=8, scales=1, device="cpu", weights="random", precision="float32")
 
 
@@ -247,3 +249,26 @@ def test_a_run_computes_its_loss_with_the_functions_it_is_given(random_model, ti
     assert len(calls) == 1 and calls[0][1] == 512  # conv4_2's maps, once per evaluation
     assert mine.history[0]["content"] == pytest.approx(2 * library.history[0]["content"])
     assert mine.history[0]["style"] == pytest.approx(library.history[0]["style"], rel=1e-4)
+
+
+@pytest.mark.cuda
+@cuda
+def test_transfer_on_the_gpu_returns_a_cpu_image(tiny):
+    content, style = tiny
+    result = nst.transfer(content, style, weights="random", device="cuda", size=None, steps=5,
+                          scales=1, progress=False)
+    model = nst.vgg19("random", device="cuda")
+    assert next(model.parameters()).is_cuda  # weights and tensors moved together
+    assert result.image.device.type == "cpu" and result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+@pytest.mark.cuda
+@cuda
+def test_gpu_and_cpu_agree_on_the_loss(random_model, tiny):
+    content, style = tiny
+    cpu = nst.Targets(random_model, nst.Config(), content, style)
+    gpu_model = nst.vgg19("random", device="cuda")
+    gpu = nst.Targets(gpu_model, nst.Config(), content.cuda(), style.cuda())
+    a = cpu.losses(random_model, content, 1.0, 1.0)[0]
+    b = gpu.losses(gpu_model, content.cuda(), 1.0, 1.0)[0]
+    assert torch.allclose(a, b.cpu(), rtol=1e-3)
