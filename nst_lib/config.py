@@ -148,6 +148,14 @@ def _number(value, low: float = 0.0) -> bool:
             and math.isfinite(value) and value >= low)
 
 
+def _device(name) -> bool:
+    """True if ``name`` is "auto" or names a kind of device (available here or not)."""
+    try:
+        return name == "auto" or bool(torch.device(name))
+    except (RuntimeError, TypeError):
+        return False
+
+
 def _choice(config: Config, name: str, choices) -> tuple[bool, str]:
     value = getattr(config, name)
     return value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}"
@@ -183,7 +191,7 @@ def _rules(c: Config) -> list[tuple[bool, str]]:
         (isinstance(c.per_position, bool), f"per_position must be True or False, got {c.per_position!r}"),
         (isinstance(c.weights, (str, os.PathLike)) and str(c.weights) != "",
          f"weights must be a name or a file path, got {c.weights!r}"),
-        (isinstance(c.device, str), f"device must be a name such as 'cpu', got {c.device!r}"),
+        (_device(c.device), f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {c.device!r}"),
     ]
 
 
@@ -199,7 +207,10 @@ def layer_names(names, field: str = "layers") -> tuple[str, ...]:
         if not all(isinstance(name, str) for name in names):
             raise ValueError(f"{field} must be layer names such as ('conv1_1', 'conv2_1'), "
                              f"got {given!r}.")
-    names = check_layers(names)
+    try:
+        names = check_layers(names)
+    except ValueError as err:
+        raise ValueError(f"{field}: {err}") from None
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{field} names {', '.join(repeated)} more than once; give each "

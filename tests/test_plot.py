@@ -39,7 +39,7 @@ def test_images_grid_hides_unused_axes():
 
 
 def test_images_needs_a_picture():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^images\(\) needs at least one picture"):
         plot.images([])
 
 
@@ -63,8 +63,12 @@ def test_loss_curves_from_a_result_skips_an_absent_term():
 
 
 def test_loss_curves_mark_scale_changes():
-    _, layers = plot.loss_curves(_history(steps=6, scales=2)).axes
-    assert len(layers.lines) == 3 + 1  # three layers and one vertical line at the new scale
+    history = _history(steps=6, scales=2)  # evaluations 1-3 at scale 0, 4-6 at scale 1
+    for ax in plot.loss_curves(history).axes:
+        marks = [line for line in ax.lines if line.get_label().startswith("_")]
+        assert [list(line.get_xdata()) for line in marks] == [[4, 4]]  # where scale 1 starts
+    _, layers = plot.loss_curves(_history(steps=6, scales=1)).axes
+    assert len(layers.lines) == 3  # one scale: the three layers only
 
 
 def test_gram_heatmap_panels_and_channel_limit():
@@ -96,7 +100,7 @@ def test_feature_maps_by_index_and_explicit_channels():
     assert len(plot.feature_maps(f, channels=12, ncols=5).axes) == 15  # 3 rows of 5
     fig = plot.feature_maps(f, channels=[3, 1], order="index")
     assert [ax.get_title() for ax in fig.axes] == ["#3", "#1"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="order must be 'activity' or 'index', got 'random'"):
         plot.feature_maps(f, order="random")
 
 

@@ -4,21 +4,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import nst_lib as nst
+from nst_lib import vgg
+from nst_lib.layers import features
 from nst_lib.vgg import PREPROCESSING
-
-
-def test_layer_table_has_the_papers_names():
-    assert len(nst.CONV_LAYERS) == 16
-    assert nst.CONV_LAYERS[0] == "conv1_1" and nst.CONV_LAYERS[-1] == "conv5_4"
-    assert [n for n in nst.LAYERS if n.startswith("pool")] == [f"pool{i}" for i in range(1, 6)]
-    assert nst.LAYERS["conv1_1"] == 1  # the ReLU after features[0]: the rectified response
-    assert nst.LAYERS["conv4_2"] == 22 and nst.LAYERS["pool5"] == 36
-
-
-def test_unknown_layer_names_are_reported_with_the_valid_ones():
-    with pytest.raises(ValueError, match="conv6_1.*valid names are conv1_1"):
-        nst.check_layers(["conv1_1", "conv6_1"])
-
 
 def test_the_model_takes_one_name_names_separated_by_commas_or_none(random_model):
     x = torch.rand(1, 3, 32, 32)
@@ -42,28 +30,39 @@ def test_values_are_rectified_responses_and_survive_later_layers(random_model):
     assert out["conv1_1"].min() >= 0
 
 
-def test_an_in_place_relu_would_be_caught():
-    """The guard above is meaningful: torchvision's own features do have in-place ReLUs."""
-    import torchvision
+def test_in_place_relus_of_the_features_given_are_replaced():
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    features = nn.Sequential(conv, nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3, padding=1),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(2))  # as torchvision builds it
+    model = nst.VGG19(features, PREPROCESSING["torchvision"], "max")
+    assert [type(m) for m in model.features] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU,
+                                                 nn.MaxPool2d]
+    assert not any(m.inplace for m in model.features if isinstance(m, nn.ReLU))
+    x = torch.rand(1, 3, 8, 8)
+    out = model(x, ["conv1_1", "conv1_2"])
+    with torch.no_grad():
+        assert torch.allclose(out["conv1_1"], F.relu(conv(PREPROCESSING["torchvision"](x))))
 
-    assert any(getattr(m, "inplace", False) for m in torchvision.models.vgg19().features)
 
-
-def test_forward_stops_at_the_deepest_requested_layer(random_model):
+@pytest.mark.parametrize("layers, modules", [
+    (["conv1_1"], 2),  # conv1_1 and its ReLU
+    (["conv2_1", "conv1_1"], 7),  # block 1 (conv, ReLU, conv, ReLU, pool), conv2_1, ReLU
+    (["conv4_2"], 23),
+    (["pool5", "conv1_1"], 37),  # all of them
+])
+def test_forward_stops_at_the_deepest_requested_layer(random_model, layers, modules):
     calls = []
     hooks = [m.register_forward_hook(lambda m, i, o: calls.append(m)) for m in random_model.features]
     try:
-        random_model(torch.rand(1, 3, 32, 32), ["conv2_1"])
+        out = random_model(torch.rand(1, 3, 32, 32), layers)
     finally:
         for h in hooks:
             h.remove()
-    assert len(calls) == nst.LAYERS["conv2_1"] + 1
+    assert len(calls) == modules and set(out) == set(layers)
 
 
 def test_max_pooling_option(random_model):
-    import torchvision
-
-    model = nst.VGG19(torchvision.models.vgg19().features, random_model.preprocessing, "max")
+    model = nst.VGG19(features(), random_model.preprocessing, "max")
     assert isinstance(model.features[4], nn.MaxPool2d)
     assert isinstance(random_model.features[4], nn.AvgPool2d)
     with pytest.raises(ValueError, match="pooling"):
@@ -97,8 +96,6 @@ def test_random_weights_warn_that_pictures_will_not_look_right():
 
 
 def test_precision_is_decided_by_the_hardware(monkeypatch):
-    import nst_lib.vgg as vgg
-
     monkeypatch.setattr(vgg, "native_bfloat16", lambda: True)
     assert vgg.resolve_precision("auto", "cpu") == torch.bfloat16
     monkeypatch.setattr(vgg, "native_bfloat16", lambda: False)
@@ -110,8 +107,6 @@ def test_precision_is_decided_by_the_hardware(monkeypatch):
 
 
 def test_native_bfloat16_reads_the_cpu_flags(monkeypatch, tmp_path):
-    import nst_lib.vgg as vgg
-
     real = vgg.Path
     for flags, expected in (("fpu sse2 avx512f avx512_bf16", True), ("fpu sse2 avx2", False)):
         info = tmp_path / "cpuinfo"
@@ -129,3 +124,38 @@ def test_bfloat16_features_are_float32_and_close(random_model):
         assert fast[name].dtype == torch.float32
         err = (fast[name] - exact[name]).norm() / exact[name].norm()
         assert 0 < err < 0.03  # bfloat16 keeps 8 bits of mantissa: ~0.4% per value
+
+
+# ---------------------------------------------------------------------------- the device
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, "cuda"),
+    (True, False, "cuda"),
+    (False, True, "mps"),
+    (False, False, "cpu"),
+])
+def test_auto_takes_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert nst.resolve_device("auto") == torch.device(expected)
+    assert nst.resolve_device() == torch.device(expected)  # auto is the default
+
+
+def test_auto_is_the_cpu_where_torch_has_no_mps_backend(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delattr(torch.backends, "mps")
+    assert nst.resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("cpu", torch.device("cpu")),
+    ("cuda", torch.device("cuda")),  # named, so taken even where there is none
+    ("cuda:1", torch.device("cuda", 1)),
+    ("mps", torch.device("mps")),
+    (torch.device("cpu"), torch.device("cpu")),
+])
+def test_a_named_device_is_taken_as_it_is(monkeypatch, given, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert nst.resolve_device(given) == expected

@@ -3,6 +3,7 @@ import os
 import re
 import sys
 import types
+import urllib.request
 
 import h5py
 import numpy as np
@@ -14,10 +15,15 @@ import nst_lib as nst
 from nst_lib import weights as W
 
 
+def _torchvision_vgg19():
+    """torchvision's VGG19 on the meta device: its keys and shapes, with no memory."""
+    with torch.device("meta"):
+        return torchvision.models.vgg19()
+
+
 def _fake_keras_h5(path):
     """A notop file with the Keras layout and recognisable values: kernel[kh, kw, i, o]."""
-    feats = torchvision.models.vgg19().features
-    convs = [m for m in feats if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in _torchvision_vgg19().features if isinstance(m, torch.nn.Conv2d)]
     names = [f"block{b}_conv{c}" for b, n in W.KERAS_BLOCKS for c in range(1, n + 1)]
     with h5py.File(path, "w") as f:
         for k, (name, conv) in enumerate(zip(names, convs)):
@@ -30,8 +36,7 @@ def _fake_keras_h5(path):
 
 def test_keras_kernels_are_transposed_to_torchvision_layout(tmp_path):
     state = W.convert_h5(_fake_keras_h5(tmp_path / "w.h5"))
-    feats = torchvision.models.vgg19().features
-    feats.load_state_dict(state, strict=True)  # every key and shape matches
+    _torchvision_vgg19().features.load_state_dict(state, strict=True, assign=True)  # keys, shapes
     kernel = np.arange(3 * 3 * 64 * 128, dtype=np.float32).reshape(3, 3, 64, 128) + 2  # conv2_1, the 3rd conv
     w = state["5.weight"]  # (out, in, kh, kw)
     assert w[7, 11, 2, 1] == kernel[2, 1, 11, 7]
@@ -52,11 +57,34 @@ def test_saved_weights_round_trip_with_their_preprocessing(tmp_path):
 
 
 def test_full_torchvision_state_dicts_are_accepted(tmp_path):
-    net = torchvision.models.vgg19()
-    torch.save(net.state_dict(), tmp_path / "vgg19.pth")
+    # what torch.save(torchvision.models.vgg19().state_dict(), path) writes: features.N.* and
+    # classifier.* (548 MB), each tensor here a broadcast value of its real shape (a few KB)
+    state = {k: torch.tensor(float(i)).expand(v.shape)
+             for i, (k, v) in enumerate(_torchvision_vgg19().state_dict().items())}
+    state["features.0.weight"] = torch.rand(64, 3, 3, 3)
+    torch.save(state, tmp_path / "vgg19.pth")
+    assert (tmp_path / "vgg19.pth").stat().st_size < 100_000
     model = nst.vgg19(str(tmp_path / "vgg19.pth"), device="cpu")
-    assert torch.equal(model.features[0].weight, net.features[0].weight)
+    assert torch.equal(model.features[0].weight, state["features.0.weight"])
+    for index in (2, 34):  # conv1_2 and conv5_4, each its own value
+        assert torch.equal(model.features[index].bias, state[f"features.{index}.bias"])
     assert model.preprocessing.bgr is False  # a foreign file: torchvision's preprocessing
+
+
+def test_the_16_conv_layers_counted_by_hand():
+    # VGG19 (configuration E): 2, 2, 4, 4, 4 convs of 64, 128, 256, 512, 512 channels; in
+    # vgg19().features each conv is followed by its ReLU, each block by a pooling layer
+    convs = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128),
+             10: (128, 256), 12: (256, 256), 14: (256, 256), 16: (256, 256),
+             19: (256, 512), 21: (512, 512), 23: (512, 512), 25: (512, 512),
+             28: (512, 512), 30: (512, 512), 32: (512, 512), 34: (512, 512)}
+    expected = {}
+    for index, (n_in, n_out) in convs.items():
+        expected[f"{index}.weight"] = (n_out, n_in, 3, 3)
+        expected[f"{index}.bias"] = (n_out,)
+    assert list(W.expected_shapes().items()) == list(expected.items())
+    assert W.CONV_INDICES == tuple(convs)
+    assert W.KERAS_BLOCKS == ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
 
 
 def test_truncated_or_foreign_files_are_refused(tmp_path):
@@ -240,3 +268,90 @@ def test_half_written_files_of_a_killed_process_are_removed(tmp_path, fake_fetch
 def test_the_real_cached_weights_pass_the_checks():
     state, preprocessing = W.load_weights(W.caffe_weights(progress=False))
     assert preprocessing == "caffe" and set(state) == set(W.expected_shapes())
+
+
+class _FailingResponse:
+    """A download that delivers one block, then loses the connection."""
+
+    headers = {"Content-Length": str(3 << 20)}
+
+    def __init__(self, dest):
+        self.dest, self.blocks = dest, 0
+
+    def read(self, n):
+        self.blocks += 1
+        if self.blocks == 1:
+            return b"x" * n
+        (partial,) = self.dest.parent.glob(f".{self.dest.name}.*.part")  # beside it
+        assert partial.stat().st_size == n  # written
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_download_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
+    dest = tmp_path / W.H5_NAME
+    response = _FailingResponse(dest)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: response)
+    with pytest.raises(ConnectionResetError):
+        W._download(W.KERAS_URL, dest, progress=False)
+    assert response.blocks == 2 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     KeyboardInterrupt()])
+def test_a_failed_save_of_the_weights_keeps_the_older_file(tmp_path, monkeypatch, failure):
+    path = tmp_path / W.CACHE_FILE
+    path.write_bytes(b"the older file")
+
+    def half_written(obj, f):
+        f.write(b"PK\x03\x04 half of a zip")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(type(failure)):
+        W.save_weights({}, path, "caffe")
+    assert path.read_bytes() == b"the older file" and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.pop("34.weight"), "missing 34.weight"),
+    (lambda s: s.update({"1.running_mean": torch.zeros(64)}), "unexpected 1.running_mean"),
+    (lambda s: s.update({"0.weight": torch.zeros(64, 1, 3, 3)}),
+     r"0.weight is \(64, 1, 3, 3\), not \(64, 3, 3, 3\)"),
+    (lambda s: s.update({"0.bias": torch.full((64,), float("nan"))}), "NaN or infinite"),
+])
+def test_a_file_that_is_not_vgg19_is_refused(tmp_path, damage, message):
+    state = _conv_state()
+    damage(state)
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(nst.WeightsError, match=f"does not hold VGG19's 16 conv layers .*{message}"):
+        W.load_weights(tmp_path / "w.pth")
+
+
+def test_a_truncated_weights_file_is_refused_and_a_damaged_cache_refetched(tmp_path,
+                                                                          fake_fetch):
+    path = W.save_weights(_conv_state(), tmp_path / "w.pth", "caffe")
+    assert W.load_weights(path)[1] == "caffe"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(nst.WeightsError, match=r"not a readable weights file \(.*\); fetch it"):
+        W.load_weights(path)
+    # in the cache, the same file is deleted and fetched again
+    (tmp_path / "cache").mkdir()
+    path.rename(tmp_path / "cache" / W.CACHE_FILE)
+    assert W.load_weights(W.caffe_weights(progress=False))[1] == "caffe" and fake_fetch == [1]
+
+
+def test_a_pickle_carrying_code_is_refused_without_running_it(pickle_with_code):
+    path, marker = pickle_with_code
+    with pytest.raises(nst.WeightsError, match="holds Python objects besides tensors"):
+        W.load_weights(path)
+    with pytest.raises(nst.WeightsError, match="holds Python objects besides tensors"):
+        nst.vgg19(str(path), device="cpu")
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the unsafe way: proves the file does carry code
+    assert marker.is_dir()
