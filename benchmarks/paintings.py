@@ -63,7 +63,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {nst.Config(**settings)}")
     print(f"{'size':>5} {'run':>9} {'painting':>20} {'photo':>12} {'s':>6} {'evals':>5} "
           f"{'style':>6} {'content':>7} {'palette':>7}")
-    from nst_lib.experiments import grid
+    from nst_lib.plot import grid
     for size in args.sizes:
         sheet = []
         for kind, kind_settings in kinds.items():

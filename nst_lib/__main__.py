@@ -15,8 +15,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import Config, split_settings
+from .config import INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_steps, split_settings, steps_text
 from .image import ImageError, check_writable, save_image, unused_path
+from .vgg import WEIGHTS
 from .weights import WeightsError, caffe_weights
 
 
@@ -38,13 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _steps(text: str) -> int | tuple[int, ...]:
-    """"50" -> 50 at every scale; "100,50,20" -> one number per scale, coarsest first."""
     try:
-        numbers = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of evaluations; give e.g. 50 or 100,50,20") from None
-    return numbers[0] if len(numbers) == 1 else numbers
+        return parse_steps(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _layers(text: str) -> tuple[str, ...]:
@@ -85,7 +83,7 @@ def _add_settings(p: argparse.ArgumentParser, d: Config) -> None:
     p.add_argument("--style-size", type=int, default=None, help="longest side of the style image")
     p.add_argument("--steps", type=_steps, default=d.steps,
                    help="loss evaluations per scale: N, or one per scale coarsest first "
-                        f"(default {','.join(map(str, d.steps))})")
+                        f"(default {steps_text(d.steps)})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"content weight (default {d.alpha:g})")
     p.add_argument("--beta", type=float, default=d.beta, help=f"style weight (default {d.beta:g}); "
                    "the paper's knob is alpha/beta")
@@ -93,18 +91,18 @@ def _add_settings(p: argparse.ArgumentParser, d: Config) -> None:
                    help="comma-separated, e.g. conv4_2")
     p.add_argument("--style-layers", type=_layers, default=d.style_layers,
                    help="comma-separated, e.g. conv1_1,conv2_1,conv3_1,conv4_1,conv5_1")
-    p.add_argument("--init", choices=["noise", "content", "style"], default=d.init)
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=d.optimizer)
+    p.add_argument("--init", choices=INITS, default=d.init)
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: 1 L-BFGS, 0.02 Adam)")
-    p.add_argument("--pooling", choices=["avg", "max"], default=d.pooling)
+    p.add_argument("--pooling", choices=POOLINGS, default=d.pooling)
     p.add_argument("--weights", default=d.weights,
-                   help="caffe-normalized (default: the paper's rescaled network), caffe (as "
-                        "trained), torchvision, random, or a state dict file")
+                   help="; ".join(f"{name}: {w.about}" for name, w in WEIGHTS.items())
+                   + "; or the path of a state dict file")
     p.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine levels")
     p.add_argument("--tol", type=float, default=d.tol, help="stop early below this relative improvement")
     p.add_argument("--time-limit", type=float, default=None, help="seconds")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    default=d.precision, help="what VGG19 computes in (default auto: bfloat16 "
                    "where the CPU or GPU has it natively, else float32)")
     p.add_argument("--per-position", action=argparse.BooleanOptionalAction,

@@ -261,6 +261,22 @@ def split_settings(config: Config | None, kwargs: dict) -> tuple[Config, dict]:
     return replace(config or Config(), **settings), others
 
 
+def parse_steps(text: str) -> int | tuple[int, ...]:
+    """How ``steps`` is written by hand: "50" -> 50 at every scale; "100,40,15" -> one
+    number per scale, coarsest first. ValueError for anything else."""
+    try:
+        numbers = tuple(int(n) for n in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of evaluations; give e.g. 50 or "
+                         "100,40,15 (one per scale, coarsest first)") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def steps_text(steps: int | tuple[int, ...]) -> str:
+    """``steps`` as :func:`parse_steps` reads it."""
+    return ",".join(map(str, steps)) if isinstance(steps, (tuple, list)) else str(steps)
+
+
 def steps_per_scale(config: Config, levels: int) -> tuple[int, ...]:
     """Loss evaluations at each of ``levels`` scales, coarsest first: ``config.steps`` at
     every scale, or the last ``levels`` of its numbers when it gives one per scale (fewer

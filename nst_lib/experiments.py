@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from . import plot
 from .cache import cached_transfer, directory
 from .color import transfer_preserving_color
-from .config import STYLE_LAYERS, Config
+from .config import POOLINGS, STYLE_LAYERS, Config
 from .image import example, load_image, resize, target_shape
 from .layers import block
 from .normalize import mean_responses
@@ -188,7 +188,7 @@ def _calibration(s: Settings) -> dict[str, dict]:
 
 
 def _pooling(s: Settings) -> dict[str, dict]:
-    return {f"{p} pooling": FIG6 | dict(pooling=p) for p in ("avg", "max")}
+    return {f"{p} pooling": FIG6 | dict(pooling=p) for p in POOLINGS}
 
 
 def _colours(s: Settings) -> dict[str, dict]:
@@ -340,22 +340,6 @@ def figure(name: str, s: Settings | None = None, *, runner: Runner = cached_tran
             image = with_inset(image, picture(table[title]["style"]))
         pictures[f"{title}\n{exp.caption(result)}" if exp.caption else title] = image
     return plot.images(pictures, ncols=exp.ncols, width=exp.width, title=exp.title)
-
-
-def grid(rows: Sequence[Sequence[torch.Tensor]], *, row_labels: Sequence[str] | None = None,
-         col_labels: Sequence[str] | None = None, title: str | None = None,
-         width: float = 2.4) -> Figure:
-    """Rows of images as one :func:`nst_lib.plot.images` figure; each picture is titled by
-    its column's label (top row) and its row's label (first column)."""
-    ncols = max(len(r) for r in rows)
-    pictures, titles = [], []
-    for i, r in enumerate(rows):
-        for j in range(ncols):
-            pictures.append(r[j] if j < len(r) else torch.ones_like(r[0]))
-            parts = [col_labels[j] if col_labels and i == 0 and j < len(col_labels) else "",
-                     row_labels[i] if row_labels and j == 0 else ""]
-            titles.append("\n".join(p for p in parts if p))
-    return plot.images(pictures, titles=titles, ncols=ncols, width=width, title=title)
 
 
 # ---------------------------------------------------------------- measurements, no runs

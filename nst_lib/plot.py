@@ -58,17 +58,41 @@ def images(
     ncols = min(ncols or len(pils), len(pils))
     nrows = math.ceil(len(pils) / ncols)
     aspect = max(p.height / p.width for p in pils)
-    fig = Figure(figsize=(width * ncols, width * aspect * nrows + 0.4 * (1 + bool(title))),
-                 layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    height = width * aspect * nrows + 0.4 * (1 + bool(title))
+    fig, axes = _panels(nrows, ncols, width * ncols, height, title)
     for ax, pil, name in zip(axes, pils, titles):
         ax.imshow(pil)
         ax.set_title(name, fontsize=10)
+    return fig
+
+
+def _panels(nrows: int, ncols: int, width: float, height: float, title: str | None):
+    """A figure of nrows x ncols image panels without axes, and its panels in reading order."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes:
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
-    return fig
+    return fig, axes
+
+
+def grid(rows: Sequence[Sequence[torch.Tensor]], *, row_labels: Sequence[str] | None = None,
+         col_labels: Sequence[str] | None = None, title: str | None = None,
+         width: float = 2.4) -> Figure:
+    """Rows of images as one :func:`images` figure; each picture is titled by
+    its column's label (top row) and its row's label (first column)."""
+    ncols = max(len(r) for r in rows)
+    pictures, titles = [], []
+    for i, r in enumerate(rows):
+        for j in range(ncols):
+            pictures.append(r[j] if j < len(r) else torch.ones_like(r[0]))
+            parts = [col_labels[j] if col_labels and i == 0 and j < len(col_labels) else "",
+                     row_labels[i] if row_labels and j == 0 else ""]
+            titles.append("\n".join(p for p in parts if p))
+    return images(pictures, titles=titles, ncols=ncols, width=width, title=title)
+
+
 
 
 def contact_sheet(
@@ -99,6 +123,18 @@ def contact_sheet(
         ax.text(0, -0.02, caption, transform=ax.transAxes, ha="left", va="top",
                 fontsize=fontsize)
     return fig
+
+
+def _loss_axes(ax, heading: str, history: Sequence[Mapping], log: bool) -> None:
+    ax.set_title(heading, fontsize=10)
+    ax.set_xlabel("loss evaluation")
+    if log:
+        ax.set_yscale("log")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    for h0, h1 in zip(history, history[1:]):  # coarse-to-fine: mark where a scale starts
+        if h1.get("scale", 0) != h0.get("scale", 0):
+            ax.axvline(h1["step"], color="grey", lw=0.8, ls=":")
 
 
 def loss_curves(
@@ -136,15 +172,7 @@ def loss_curves(
         layers.plot(steps, _positive([h["layers"].get(name, math.nan) for h in history], log),
                     label=name)
     for ax, heading in ((terms, "terms of the total loss"), (layers, "per layer (unweighted)")):
-        ax.set_title(heading, fontsize=10)
-        ax.set_xlabel("loss evaluation")
-        if log:
-            ax.set_yscale("log")
-        if ax.lines:
-            ax.legend(fontsize=8)
-        for h0, h1 in zip(history, history[1:]):  # coarse-to-fine: mark where a scale starts
-            if h1.get("scale", 0) != h0.get("scale", 0):
-                ax.axvline(h1["step"], color="grey", lw=0.8, ls=":")
+        _loss_axes(ax, heading, history, log)
     if title:
         fig.suptitle(title)
     return fig
@@ -212,16 +240,11 @@ def feature_maps(
     ncols = min(ncols, len(picked))
     nrows = math.ceil(len(picked) / ncols)
     aspect = f.shape[1] / f.shape[2]
-    fig = Figure(figsize=(width * ncols, (width * aspect + 0.25) * nrows + 0.4 * bool(title)),
-                 layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    height = (width * aspect + 0.25) * nrows + 0.4 * bool(title)
+    fig, axes = _panels(nrows, ncols, width * ncols, height, title)
     for ax, index in zip(axes, picked):
         ax.imshow(f[index].numpy(), cmap="gray", vmin=0, interpolation="nearest")
         ax.set_title(f"#{index}", fontsize=8)
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
     return fig
 
 

@@ -31,7 +31,7 @@ import torch
 
 from . import plot
 from .color import combine_luminance, transfer_preserving_color
-from .config import STYLE_LAYERS, Config
+from .config import INITS, STYLE_LAYERS, Config, parse_steps, steps_text
 from .experiments import PAPER_RECIPE, ratio_text
 from .image import (ImageError, as_image, example, open_image, resize, save_image, to_pil,
                     to_tensor, unused_path)
@@ -212,18 +212,11 @@ def _last_loss(result: Result) -> float:
     return result.history[-1]["loss"] if result.history else float("nan")
 
 
-def _steps_text(steps: int | tuple[int, ...]) -> str:
-    return ",".join(map(str, steps)) if isinstance(steps, (tuple, list)) else str(steps)
-
-
-def _parse_steps(text: str) -> int | tuple[int, ...]:
-    """"50" -> 50 at every scale; "100,50,20" -> one number per scale, coarsest first."""
+def _steps_or_say(text: str) -> int | tuple[int, ...]:
     try:
-        numbers = tuple(int(n) for n in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(f"steps/scale {text!r} is not a number of evaluations; give e.g. 50 "
-                         "or 100,50,20.") from None
-    return numbers[0] if len(numbers) == 1 else numbers
+        return parse_steps(text)
+    except ValueError as err:
+        raise ValueError(f"steps/scale: {err}.") from None
 
 
 @dataclass
@@ -250,7 +243,7 @@ def describe(result: Result, colours: str = "off") -> dict[str, str]:
         "content": ", ".join(c.content_layers),
         "style": ", ".join(c.style_layers),
         "start": c.init,
-        "steps": f"{_steps_text(c.steps)} ({levels} scale{'s' if levels > 1 else ''})",
+        "steps": f"{steps_text(c.steps)} ({levels} scale{'s' if levels > 1 else ''})",
         "size": f"{width}x{height} px{style_size}",
         "seed": str(c.seed),
         "colours": "the painting's" if colours == "off" else f"the photo's ({colours})",
@@ -366,11 +359,11 @@ class Explorer(_RunPanel):
                                               description=name, indent=False,
                                               layout=w.Layout(width="80px"))
                              for name in STYLE_LAYERS}
-        self.init = w.ToggleButtons(options=["noise", "content", "style"], value=start.init,
+        self.init = w.ToggleButtons(options=list(INITS), value=start.init,
                                     description="start from",
                                     style={"button_width": "70px", **WIDE})
-        self.steps = w.Text(value=_steps_text(start.steps), description="steps/scale",
-                            placeholder="50, or 100,50,20 (coarsest first)",
+        self.steps = w.Text(value=steps_text(start.steps), description="steps/scale",
+                            placeholder="50, or 100,40,15 (coarsest first)",
                             continuous_update=False, style=WIDE)
         self.scales = w.IntSlider(value=start.scales, min=1, max=4, description="scales",
                                   style=WIDE)
@@ -472,7 +465,7 @@ class Explorer(_RunPanel):
             style_layers=tuple(n for n, box in self.style_layers.items() if box.value),
             style_weights=None,
             init=self.init.value,
-            steps=_parse_steps(self.steps.value),
+            steps=_steps_or_say(self.steps.value),
             scales=self.scales.value,
             size=self.size.value,
             style_size=self.style_size.value or None,
@@ -509,7 +502,7 @@ class Explorer(_RunPanel):
             for name, box in self.style_layers.items():
                 box.value = name in preset.style_layers
             self.init.value = preset.init
-            self.steps.value = _steps_text(preset.steps)
+            self.steps.value = steps_text(preset.steps)
             self.scales.value = preset.scales
         self._show_cost()
 

@@ -192,13 +192,6 @@ def test_figure_draws_inputs_results_insets_and_captions():
     assert titles[2].endswith("\nL_content / M_l = 0.25, L_style = 4")
 
 
-def test_grid_labels_rows_and_columns():
-    rows = [[torch.rand(1, 3, 16, 16)] * 3, [torch.rand(1, 3, 16, 16)] * 2]
-    fig = experiments.grid(rows, row_labels=["a", "b"], col_labels=["x", "y", "z"])
-    assert len(fig.axes) == 6
-    assert [ax.get_title() for ax in fig.axes] == ["x\na", "y", "z", "b", "", ""]
-
-
 def test_a_real_figure_with_random_weights_goes_through_the_cache(
         random_model, tmp_path, monkeypatch):
     monkeypatch.setenv("NST_CACHE", str(tmp_path))

@@ -267,9 +267,28 @@ def test_transfer_on_the_gpu_returns_a_cpu_image(tiny):
 @cuda
 def test_gpu_and_cpu_agree_on_the_loss(random_model, tiny):
     content, style = tiny
-    cpu = nst.Targets(random_model, nst.Config(), content, style)
+    exact = nst.Config(precision="float32")  # "auto" is half precision on a GPU: see below
+    cpu = nst.Targets(random_model, exact, content, style)
     gpu_model = nst.vgg19("random", device="cuda")
-    gpu = nst.Targets(gpu_model, nst.Config(), content.cuda(), style.cuda())
+    gpu = nst.Targets(gpu_model, exact, content.cuda(), style.cuda())
     a = cpu.losses(random_model, content, 1.0, 1.0)[0]
     b = gpu.losses(gpu_model, content.cuda(), 1.0, 1.0)[0]
     assert torch.allclose(a, b.cpu(), rtol=1e-3)
+
+
+@pytest.mark.cuda
+@cuda
+def test_on_a_gpu_auto_precision_is_half_and_the_losses_get_float32(tiny):
+    content, style = (t.cuda() for t in tiny)
+    model = nst.vgg19("random", device="cuda")
+    dtype = nst.vgg.resolve_precision("auto", "cuda")
+    assert dtype in (torch.bfloat16, torch.float16)
+    half = model(content, ["conv4_2"], dtype=dtype)["conv4_2"]
+    full = model(content, ["conv4_2"])["conv4_2"]
+    assert half.dtype == torch.float32 and half.is_contiguous(memory_format=torch.channels_last)
+    assert (half - full).norm() / full.norm() < 0.05
+    auto = nst.Targets(model, nst.Config(), content, style).losses(model, content, 1.0, 1.0)
+    exact = nst.Targets(model, nst.Config(precision="float32"), content, style).losses(
+        model, content, 1.0, 1.0)
+    assert auto.total.dtype == torch.float32
+    assert torch.allclose(auto.total, exact.total, rtol=0.05)

@@ -159,3 +159,10 @@ def test_contact_sheet_a_caption_below_each_picture():
     assert plot.to_png(fig, tight=True)[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="one caption per picture"):
         plot.contact_sheet([torch.rand(1, 3, 16, 16)], [])
+
+
+def test_grid_labels_rows_and_columns():
+    rows = [[torch.rand(1, 3, 16, 16)] * 3, [torch.rand(1, 3, 16, 16)] * 2]
+    fig = nst.plot.grid(rows, row_labels=["a", "b"], col_labels=["x", "y", "z"])
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes] == ["x\na", "y", "z", "b", "", ""]
