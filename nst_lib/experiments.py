@@ -8,7 +8,7 @@ Each figure is an entry of :data:`EXPERIMENTS`: a table of runs, ``{title: chang
 ``data/``, a tuple for several styles), alpha/beta (``ratio``), optionally ``color`` (a
 method of :func:`nst_lib.color.transfer_preserving_color`) or ``calibration`` (the images to
 normalise the network on, :func:`calibrated_weights`), and any :class:`~nst_lib.Config`
-fields that differ from :attr:`Settings.config`. :func:`results`
+fields that differ from :attr:`Budget.config`. :func:`results`
 runs them through the disk cache (:mod:`nst_lib.cache`) and :func:`figure` draws them, so a
 figure computed once shows at once. Compute everything notebook 5 shows ahead of time
 (e.g. the evening before class) with::
@@ -68,7 +68,7 @@ PAINTINGS = ("shipwreck.jpg", "the_scream.jpg", "composition_vii.jpg", "woman_wi
 
 
 @dataclass(frozen=True)
-class Settings:
+class Budget:
     """The sizes and step counts of notebook 5, in one place."""
 
     size: int = 192  # longest side (px) of the figures' results
@@ -86,12 +86,12 @@ class Settings:
         return Config(size=self.size, steps=self.steps, scales=2, init="noise")
 
 
-def settings(quick: bool | None = None) -> Settings:
+def budget(quick: bool | None = None) -> Budget:
     """Small images and few steps in quick mode (``NST_QUICK=1``, CI), else the full ones."""
     quick = quick_mode() if quick is None else quick
     if quick:
-        return Settings(size=48, steps=4, small=32, sizes=(32, 64), large=64, seconds=2.0)
-    return Settings()
+        return Budget(size=48, steps=4, small=32, sizes=(32, 64), large=64, seconds=2.0)
+    return Budget()
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,16 +121,16 @@ def ratio_text(r: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def _fig3(s: Settings) -> dict[str, dict]:
+def _fig3(s: Budget) -> dict[str, dict]:
     return {f"{painter}, α/β = {ratio_text(r)}": dict(style=name, ratio=r)
             for painter, name, r in FIG3_PAINTINGS}
 
 
-def _fig4(s: Settings) -> dict[str, dict]:
+def _fig4(s: Budget) -> dict[str, dict]:
     return {f"α/β = {ratio_text(r)}": dict(style="composition_vii.jpg", ratio=r) for r in FIG4_RATIOS}
 
 
-def _fig5(s: Settings) -> dict[str, dict]:
+def _fig5(s: Budget) -> dict[str, dict]:
     # per position, conv2_2's eq. 1 is divided by its own M_l, 16 times conv4_2's; the middle
     # run weighs it as eq. 1 as printed does, relative to conv4_2 at this size
     fig5 = dict(content="sail.png", style="composition_vii.jpg", ratio=1e-3)
@@ -146,7 +146,7 @@ def _fig5(s: Settings) -> dict[str, dict]:
 FIG6 = dict(style="starry_night.jpg", ratio=1e-3)  # also the plain run of the controls
 
 
-def _fig6(s: Settings) -> dict[str, dict]:
+def _fig6(s: Budget) -> dict[str, dict]:
     starts = {"A: from the photo": dict(init="content"),
               "B: from the painting": dict(init="style")}
     starts |= {f"C: white noise, seed {seed}": dict(init="noise", seed=seed)
@@ -154,12 +154,12 @@ def _fig6(s: Settings) -> dict[str, dict]:
     return {title: FIG6 | change for title, change in starts.items()}
 
 
-def _fig7(s: Settings) -> dict[str, dict]:
+def _fig7(s: Budget) -> dict[str, dict]:
     return {"result, from the content photo": dict(content="sail.png", style="kodim23.png",
                                                    ratio=1e-2, init="content")}
 
 
-def _preprint_fig3(s: Settings) -> dict[str, dict]:
+def _preprint_fig3(s: Budget) -> dict[str, dict]:
     runs = {}
     for layers in PREPRINT_LAYER_SETS:
         label = layers[0] if len(layers) == 1 else f"{layers[0]} … {layers[-1]}"
@@ -169,7 +169,7 @@ def _preprint_fig3(s: Settings) -> dict[str, dict]:
     return runs
 
 
-def _per_position(s: Settings) -> dict[str, dict]:
+def _per_position(s: Budget) -> dict[str, dict]:
     # eq. 1 as printed, at the ratio that gives the first size the per-position balance
     ratio = s.config.ratio
     printed = ratio / content_positions(replace(s.config, size=s.sizes[0]))
@@ -181,30 +181,30 @@ def _per_position(s: Settings) -> dict[str, dict]:
     return runs
 
 
-def _calibration(s: Settings) -> dict[str, dict]:
+def _calibration(s: Budget) -> dict[str, dict]:
     kandinsky = dict(style="composition_vii.jpg", ratio=5e-4)  # CVPR Fig. 3 F
     return {"calibrated on the default images": kandinsky,
             "calibrated on the five paintings": kandinsky | dict(calibration=PAINTINGS)}
 
 
-def _pooling(s: Settings) -> dict[str, dict]:
+def _pooling(s: Budget) -> dict[str, dict]:
     return {f"{p} pooling": FIG6 | dict(pooling=p) for p in POOLINGS}
 
 
-def _colours(s: Settings) -> dict[str, dict]:
+def _colours(s: Budget) -> dict[str, dict]:
     return {"plain transfer": FIG6, "luminance only": FIG6 | dict(color="luminance"),
             "histogram matching": FIG6 | dict(color="histogram")}
 
 
-def _resolution(s: Settings) -> dict[str, dict]:
+def _resolution(s: Budget) -> dict[str, dict]:
     # half the steps per scale, so that coarse to fine reaches the full size in time; the
     # single scale gets ten times that, so that time, not steps, ends both runs
-    budget = dict(FIG6, size=s.large, time_limit=s.seconds)
-    return {"coarse to fine, scales=3": budget | dict(scales=3, steps=max(1, s.steps // 2)),
-            "single scale, scales=1": budget | dict(scales=1, steps=5 * s.steps)}
+    timed = dict(FIG6, size=s.large, time_limit=s.seconds)
+    return {"coarse to fine, scales=3": timed | dict(scales=3, steps=max(1, s.steps // 2)),
+            "single scale, scales=1": timed | dict(scales=1, steps=5 * s.steps)}
 
 
-def _blends(s: Settings) -> dict[str, dict]:
+def _blends(s: Budget) -> dict[str, dict]:
     return {"The Starry Night alone": FIG6,
             "half and half": FIG6 | dict(style=("starry_night.jpg", "brick.png"),
                                          style_blend=(0.5, 0.5)),
@@ -231,7 +231,7 @@ class Experiment:
     """One figure: its runs, and how to draw them with :func:`nst_lib.plot.images`."""
 
     title: str
-    runs: Callable[[Settings], dict[str, dict]]  # {title: changes} (see the module docstring)
+    runs: Callable[[Budget], dict[str, dict]]  # {title: changes} (see the module docstring)
     ncols: int | None = None  # pictures per row; None = all in one row
     inputs: tuple[str, ...] = ()  # "content" and/or "style": drawn before the results
     inset: bool = False  # the style image in the lower left corner of each result
@@ -264,9 +264,9 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
-def runs(name: str, s: Settings | None = None) -> dict[str, dict]:
+def runs(name: str, s: Budget | None = None) -> dict[str, dict]:
     """The table of runs of experiment ``name``: ``{title: changes}``."""
-    return EXPERIMENTS[name].runs(s or settings())
+    return EXPERIMENTS[name].runs(s or budget())
 
 
 def calibrated_weights(images: Sequence[str], pooling: str = "avg") -> Path:
@@ -276,10 +276,10 @@ def calibrated_weights(images: Sequence[str], pooling: str = "avg") -> Path:
     return normalized_caffe(pooling, [example(name) for name in images])
 
 
-def config_of(changes: Mapping, s: Settings | None = None) -> Config:
-    """The Config of one run: :attr:`Settings.config` with alpha = 1, beta = 1 / ratio
+def config_of(changes: Mapping, s: Budget | None = None) -> Config:
+    """The Config of one run: :attr:`Budget.config` with alpha = 1, beta = 1 / ratio
     and the run's Config fields."""
-    s = s or settings()
+    s = s or budget()
     fields_ = {k: v for k, v in changes.items() if k not in ("content", "style", "ratio",
                                                              "color", "calibration")}
     if "calibration" in changes:
@@ -289,7 +289,7 @@ def config_of(changes: Mapping, s: Settings | None = None) -> Config:
     return replace(s.config, alpha=1.0, beta=1.0 / ratio, **fields_)
 
 
-def run(changes: Mapping, s: Settings | None = None, *, runner: Runner = cached_transfer,
+def run(changes: Mapping, s: Budget | None = None, *, runner: Runner = cached_transfer,
         progress: bool = False) -> Result:
     """One run of a table: its images, its Config (:func:`config_of`) and, with
     ``color``, :func:`nst_lib.color.transfer_preserving_color` around ``runner``."""
@@ -303,7 +303,7 @@ def run(changes: Mapping, s: Settings | None = None, *, runner: Runner = cached_
     return runner(content, style, config, progress=progress)
 
 
-def results(name: str, s: Settings | None = None, *, runner: Runner = cached_transfer,
+def results(name: str, s: Budget | None = None, *, runner: Runner = cached_transfer,
             progress: bool = False) -> dict[str, Result]:
     """The runs of experiment ``name``, ``{title: Result}``, each through ``runner``."""
     return {title: run(changes, s, runner=runner, progress=progress)
@@ -323,10 +323,10 @@ def with_inset(image: torch.Tensor, inset: torch.Tensor, fraction: float = 0.3) 
     return out
 
 
-def figure(name: str, s: Settings | None = None, *, runner: Runner = cached_transfer,
+def figure(name: str, s: Budget | None = None, *, runner: Runner = cached_transfer,
            progress: bool = False) -> Figure:
     """Experiment ``name`` as one figure (:func:`nst_lib.plot.images`)."""
-    s = s or settings()
+    s = s or budget()
     exp, table = EXPERIMENTS[name], runs(name, s)
     done = results(name, s, runner=runner, progress=progress)
     first = next(iter(table.values()))
@@ -388,9 +388,9 @@ def scale_ratios(images: Sequence[str], layers: Sequence[str] = STYLE_LAYERS,
 
 # ------------------------------------------------------------------------ the command
 
-def precompute(s: Settings | None = None, *, progress: bool = True) -> float:
+def precompute(s: Budget | None = None, *, progress: bool = True) -> float:
     """Run (or find in the cache) every transfer notebook 5 shows; returns the seconds taken."""
-    s = s or settings()
+    s = s or budget()
     start = time.perf_counter()
     for name in EXPERIMENTS:
         t = time.perf_counter()
@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.precompute:
         parser.print_help()
         return 2
-    s = settings(quick=True if args.quick else None)
+    s = budget(quick=True if args.quick else None)
     print(f"{s}; results in {directory()}", flush=True)
     try:
         seconds = precompute(s, progress=not args.quiet)

@@ -11,7 +11,7 @@ from nst_lib import experiments
 from nst_lib.normalize import CALIBRATION, calibration_id
 from nst_lib.weights import save_weights
 
-TINY = experiments.Settings(size=32, steps=2, small=24, sizes=(32, 64), large=48, seconds=1.0)
+TINY = experiments.Budget(size=32, steps=2, small=24, sizes=(32, 64), large=48, seconds=1.0)
 
 
 class Runner:
@@ -204,7 +204,7 @@ def test_a_real_figure_with_random_weights_goes_through_the_cache(
 
         return nst.cache.cached_transfer(c, s, cfg, model=random_model, runner=transfer, **kw)
 
-    s = experiments.Settings(size=32, steps=2)
+    s = experiments.Budget(size=32, steps=2)
     out = experiments.results("fig4", s, runner=run)
     assert len(computed) == 4 and len(list(nst.cache.directory().glob("*.png"))) == 4
     assert all(r.image.shape[-1] == 32 and len(r.history) == 2 for r in out.values())
@@ -246,11 +246,11 @@ def test_scale_ratios_drop_silent_filters(monkeypatch):
 
 
 def test_settings_are_small_in_quick_mode(monkeypatch):
-    quick, full = experiments.settings(quick=True), experiments.settings(quick=False)
+    quick, full = experiments.budget(quick=True), experiments.budget(quick=False)
     assert quick.size < full.size and quick.steps < full.steps and quick.large < full.large
     assert max(quick.sizes) < min(full.sizes)
     monkeypatch.setenv("NST_QUICK", "1")
-    assert experiments.settings() == quick
+    assert experiments.budget() == quick
     assert full.config.init == "noise" and full.config.weights == "caffe-normalized"
     assert full.config.per_position and full.config.ratio == nst.Config().ratio
 
