@@ -16,7 +16,7 @@ from .quick import quick_mode
 from .vgg import VGG19, WEIGHTS, resolve_device, vgg19
 from .weights import WeightsError
 
-_LEAF_MODULES = ("plot", "widgets", "exercises", "experiments", "color", "cache")
+_LEAF_MODULES = ("plot", "widgets", "exercises", "experiments", "color", "cache", "limits")
 
 
 def __getattr__(name: str):
