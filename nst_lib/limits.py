@@ -61,12 +61,28 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def reset_peak_rss() -> bool:
+    """Start :func:`peak_rss_mb` again from the memory in use now (Linux: writes 5 to
+    ``/proc/self/clear_refs``); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def measure_here(content: str, style: str, size: int, steps: int,
                  weights: str = "caffe-normalized") -> dict:
-    """One single-scale run of ``steps`` evaluations in this process, and what it cost."""
+    """One single-scale run of ``steps`` evaluations in this process, and what it cost.
+
+    The peak memory is counted from after the weights are loaded (where the peak can be
+    reset): loading them briefly needs more than a small run does."""
     config = Config(size=size, steps=steps, scales=1, weights=weights)
     cost = check_cost(content, style, config)
-    result = transfer(content, style, config, progress=False)
+    model = vgg19(weights, pooling=config.pooling, device=config.device)
+    reset_peak_rss()
+    result = transfer(content, style, config, model=model, progress=False)
     h, w = result.image.shape[-2:]
     return {"size": size, "pixels": h * w,
             "seconds": seconds_per_evaluation(result.history),

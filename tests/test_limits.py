@@ -41,6 +41,18 @@ def test_peak_rss_grows_by_what_a_process_allocates():
     assert 300 < after < before + 400 and after - before > 200
 
 
+def test_reset_peak_rss_forgets_a_block_that_was_freed():
+    script = ("import nst_lib.limits as l; block = b'x' * (500 * 2**20); del block; "
+              "before = l.peak_rss_mb(); print(before, l.reset_peak_rss(), l.peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
+    before, reset, after = out.split()
+    if sys.platform.startswith("linux"):  # /proc/self/clear_refs
+        assert reset == "True" and float(after) < float(before) - 350
+    else:
+        assert reset == "False"
+
+
 def test_peak_rss_is_nan_without_the_resource_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: import fails
     assert math.isnan(limits.peak_rss_mb())
