@@ -271,15 +271,19 @@ def _upsampled(x: torch.Tensor, shape, coarse: torch.Tensor | None,
 
     Upsampling ``x`` alone would blur away the photo's fine detail, and the first, most
     expensive evaluations at the finer scale would be spent restoring it. With the content
-    image at both scales (``coarse`` and ``fine``), the start is the fine content plus the
-    upsampled change the coarser scale made: ``fine + up(x - coarse)``.
+    image at both scales (``coarse`` and ``fine``), the start is the upsampled ``x`` plus
+    the detail upsampling loses, ``DETAIL * (fine - up(coarse))``; with ``DETAIL = 1`` that
+    is the fine content plus the upsampled change the coarser scale made to it.
     """
     def up(image):
         return F.interpolate(image, size=tuple(shape), mode="bilinear", align_corners=False)
 
     if coarse is None or fine is None:
         return up(x)
-    return (fine + up(x - coarse)).clamp(0, 1)
+    return (up(x) + DETAIL * (fine - up(coarse))).clamp(0, 1)
+
+
+DETAIL = 1.0  # how much of the photo's fine detail a finer scale starts with (benchmarks/)
 
 
 class _Stopped(Exception):
