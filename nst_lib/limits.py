@@ -50,9 +50,25 @@ def seconds_per_evaluation(history: list[dict]) -> float:
     return gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
 
 
+STATUS = "/proc/self/status"  # Linux
+
+
 def peak_rss_mb() -> float:
-    """The largest resident memory this process has had so far, in MiB (``ru_maxrss``:
-    KiB on Linux, bytes on macOS); NaN on Windows, which has no ``resource`` module."""
+    """The largest resident memory this process has had so far, in MiB; NaN where it
+    cannot be read.
+
+    On Linux it is ``VmHWM`` of ``/proc/self/status``: the peak of this process's own
+    memory. ``ru_maxrss`` (used elsewhere: KiB on Linux, bytes on macOS) is not, on Linux:
+    a process started from a large one (a notebook's kernel, a test run) inherits its
+    parent's peak through fork and exec.
+    """
+    try:
+        with open(STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:

@@ -32,6 +32,8 @@ def test_linear_fit_by_hand():
 
 
 def test_peak_rss_grows_by_what_a_process_allocates():
+    # run from this (large) process: the child's peak must be its own, not inherited
+    grown = b"y" * (400 * 2**20)  # noqa: F841 (kept alive while the child starts)
     script = ("import nst_lib.limits as l; before = l.peak_rss_mb(); "
               "block = b'x' * (300 * 2**20); print(before, l.peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -53,7 +55,8 @@ def test_reset_peak_rss_forgets_a_block_that_was_freed():
         assert reset == "False"
 
 
-def test_peak_rss_is_nan_without_the_resource_module(monkeypatch):
+def test_peak_rss_is_nan_without_proc_or_the_resource_module(monkeypatch, tmp_path):
+    monkeypatch.setattr(limits, "STATUS", str(tmp_path / "no_proc"))  # not Linux
     monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: import fails
     assert math.isnan(limits.peak_rss_mb())
 
