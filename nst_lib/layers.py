@@ -50,17 +50,12 @@ KERAS_BLOCKS = tuple((b, sum(c.block == b for c in CONVS))  # (block, convs in i
 
 def _layer_table() -> dict[str, int]:
     """Name -> index in ``vgg19().features`` whose output is that layer's value: a conv's
-    rectified response (after its ReLU), a pooling's output."""
-    table, index = {}, 0
-    convs = iter(CONVS)
-    for item in CFG:
-        if item == "M":
-            table[f"pool{conv.block}"] = index
-            index += 1
-        else:
-            conv = next(convs)
-            table[conv.name] = conv.index + 1
-            index += 2
+    rectified response (after its ReLU), and after a block's last conv, its pooling."""
+    table, convs_in = {}, dict(KERAS_BLOCKS)
+    for conv in CONVS:
+        table[conv.name] = conv.index + 1
+        if conv.number == convs_in[conv.block]:
+            table[f"pool{conv.block}"] = conv.index + 2
     return table
 
 

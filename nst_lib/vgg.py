@@ -23,7 +23,7 @@ import torch.nn as nn
 import torchvision
 
 from .config import POOLINGS, PRECISIONS
-from .layers import CONV_LAYERS, LAYERS, check_layers, features  # noqa: F401 (CONV_LAYERS)
+from .layers import LAYERS, check_layers, features
 from .normalize import calibration_id, normalize_weights
 from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
                       readable, save_to_cache)
@@ -154,13 +154,25 @@ def normalized_caffe(pooling: str = "avg", images=None) -> Path:
     """The file of Caffe's VGG19 normalised on ``images`` (default: the calibration set)
     with ``pooling`` (:func:`nst_lib.normalize.normalize_weights`), computed once and then
     kept in the cache folder; a damaged file is computed again."""
-    path = cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id(images)}.pth"
+    path = _normalized_path(pooling, images)
     if not readable(path):
         with cache_lock(path):  # another process may be computing the same file
             if not readable(path):
                 model = _build(load_weights(caffe_weights())[0], CAFFE, pooling)
                 save_to_cache(normalize_weights(model, images), path, "caffe")
     return path
+
+
+def _normalized_path(pooling: str, images=None) -> Path:
+    return cache_dir() / f"vgg19_caffe_normalized_{pooling}_{calibration_id(images)}.pth"
+
+
+def _normalized_state(pooling: str) -> dict[str, torch.Tensor]:
+    """The default normalised weights, read once when the file is there and sound."""
+    try:
+        return load_weights(_normalized_path(pooling))[0]
+    except WeightsError:  # not computed yet, or damaged
+        return load_weights(normalized_caffe(pooling))[0]
 
 
 def _torchvision(pooling: str) -> dict[str, torch.Tensor]:
@@ -179,7 +191,7 @@ def _untrained(pooling: str) -> None:
 
 
 WEIGHTS: dict[str, WeightSet] = {
-    "caffe-normalized": WeightSet(lambda pooling: load_weights(normalized_caffe(pooling))[0],
+    "caffe-normalized": WeightSet(_normalized_state,
                                   CAFFE, "the paper's network: Caffe's VGG19 with each "
                                   "filter's mean response 1 (the default)", calibration_id),
     "caffe": WeightSet(lambda pooling: load_weights(caffe_weights())[0], CAFFE,

@@ -31,13 +31,14 @@ import torch
 
 from . import plot
 from .color import combine_luminance, transfer_preserving_color
-from .config import INITS, STYLE_LAYERS, Config, parse_steps, steps_text
+from .config import (INITS, STYLE_LAYERS, Config, parse_steps, scale_levels, steps_per_scale,
+                     steps_text)
 from .experiments import PAPER_RECIPE, ratio_text
 from .image import (ImageError, as_image, example, open_image, resize, save_image, to_pil,
                     to_tensor, unused_path)
-from .optimize import (ImageLike, Result, Step, check_cost, scale_levels, steps_per_scale,
-                       transfer)
-from .vgg import CONV_LAYERS, VGG19
+from .layers import CONV_LAYERS
+from .optimize import ImageLike, Result, Step, check_cost, transfer
+from .vgg import VGG19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
 # The explorer's presets set how the image is optimised and which layers it matches (the

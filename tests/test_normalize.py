@@ -86,6 +86,19 @@ def test_caffe_normalized_is_computed_once_and_kept_in_the_cache(
     assert all(torch.equal(state[k], again[k]) for k in state)
 
 
+def test_a_damaged_normalized_file_is_computed_again(random_model, calibration, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    plain = save_weights(random_model.features.state_dict(), tmp_path / "plain.pth", "caffe")
+    monkeypatch.setattr(vgg, "caffe_weights", lambda: plain)
+    monkeypatch.setattr(normalize, "calibration_images", lambda: calibration)
+    path = tmp_path / f"vgg19_caffe_normalized_avg_{normalize.calibration_id()}.pth"
+    path.write_bytes(b"half a file")  # e.g. a copy that was cut short
+    state = vgg.WEIGHTS["caffe-normalized"].load("avg")
+    assert nst.weights.readable(path)
+    assert torch.equal(state["0.bias"], nst.weights.load_weights(path)[0]["0.bias"])
+
+
 RACE = """
 import os
 import time
