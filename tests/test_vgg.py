@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -124,6 +126,38 @@ def test_bfloat16_features_are_float32_and_close(random_model):
         assert fast[name].dtype == torch.float32
         err = (fast[name] - exact[name]).norm() / exact[name].norm()
         assert 0 < err < 0.03  # bfloat16 keeps 8 bits of mantissa: ~0.4% per value
+
+
+def test_bfloat16_copy_of_the_weights_computes_what_autocast_computes(random_model):
+    x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    layers = ["conv1_1", "conv3_1", "conv4_2"]
+    fast = random_model(x, layers, dtype=torch.bfloat16)
+    fast_grad, = torch.autograd.grad(sum(f.square().sum() for f in fast.values()), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = random_model.preprocessing(x).contiguous(memory_format=torch.channels_last)
+        auto = {}
+        for index, module in enumerate(random_model.features[: nst.LAYERS["conv4_2"] + 1]):
+            y = module(y)
+            auto.update({name: y.float() for name in layers if nst.LAYERS[name] == index})
+    auto_grad, = torch.autograd.grad(sum(f.square().sum() for f in auto.values()), x)
+    for name in layers:
+        assert torch.equal(fast[name], auto[name])
+    assert torch.equal(fast_grad, auto_grad)
+    assert random_model.layers_in(torch.float32) is random_model.features
+
+
+def test_the_copy_of_the_weights_follows_changes_to_them(random_model):
+    model = copy.deepcopy(random_model)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    before = model(x, ["conv1_1"], dtype=torch.bfloat16)["conv1_1"]
+    assert model.layers_in(torch.bfloat16) is model.layers_in(torch.bfloat16)  # kept
+    with torch.no_grad():
+        model.features[0].weight.mul_(2)
+        model.features[0].bias.mul_(2)
+    after = model(x, ["conv1_1"], dtype=torch.bfloat16)["conv1_1"]
+    torch.testing.assert_close(after, 2 * before, rtol=0.02, atol=1e-3)
+    assert model.layers_in(torch.bfloat16)[0].weight.dtype == torch.bfloat16
+    assert not any(p.dtype == torch.bfloat16 for p in model.parameters())  # not a submodule
 
 
 # ---------------------------------------------------------------------------- the device
