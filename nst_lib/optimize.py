@@ -321,7 +321,8 @@ class _Run:
     bar: object  # a tqdm progress bar
     stop: threading.Event | None
     start: float = field(default_factory=time.perf_counter)
-    best: float = math.inf  # the lowest loss of this scale, whose image result holds
+    best: float = math.inf  # the lowest loss of this scale
+    best_image: torch.Tensor | None = None  # its image, on the model's device
     losses: list[float] = field(default_factory=list)  # this scale's
     scale: int = 0
     steps: int = 0  # this scale's budget
@@ -335,15 +336,16 @@ class _Run:
 
     def record(self, losses: "Losses", x: torch.Tensor) -> None:
         """After an evaluation: keep the best image, the history; report; maybe stop."""
-        loss = losses.total.item()
-        if loss < self.best:  # the image a stopped run returns
-            self.best = loss
-            self.result.image = x.detach().clamp(0, 1).cpu()
+        # one copy from the device for all the numbers
+        loss, content, style, *layers = torch.stack(
+            [losses.total, losses.content, losses.style, *losses.layers.values()]).tolist()
+        if loss < self.best:  # the image a stopped run returns, kept on the device
+            self.best, self.best_image = loss, x.detach().clamp(0, 1)
         n = len(self.result.history) + 1
-        step = Step(step=n, loss=loss, content=losses.content.item(), style=losses.style.item(),
-                    layers={k: v.item() for k, v in losses.layers.items()},
-                    seconds=self.seconds(), scale=self.scale,
-                    image=self.result.image if n % self.image_every == 0 else None)
+        step = Step(step=n, loss=loss, content=content, style=style,
+                    layers=dict(zip(losses.layers, layers)), seconds=self.seconds(),
+                    scale=self.scale,
+                    image=self.best_image.cpu() if n % self.image_every == 0 else None)
         self.result.history.append(step.record())
         self.losses.append(loss)
         self.bar.update(1)
@@ -356,6 +358,8 @@ class _Run:
 
     def finish(self, shape) -> Result:
         """The result at full size (a run stopped at a coarse scale is upsampled)."""
+        if self.best_image is not None:
+            self.result.image = self.best_image.cpu()
         if tuple(self.result.image.shape[-2:]) != tuple(shape):
             self.result.image = F.interpolate(self.result.image, size=tuple(shape),
                                               mode="bilinear", align_corners=False).clamp(0, 1)
@@ -371,7 +375,7 @@ def _optimise_scale(x0: torch.Tensor, model: VGG19, targets: Targets, run: _Run)
     """
     # contiguous: L-BFGS flattens the gradient with .view(-1)
     x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    run.result.image = x0.detach().clamp(0, 1).cpu()  # until the first evaluation
+    run.best_image = x0.detach().clamp(0, 1)  # until the first evaluation
     config = run.config
     optimizer = OPTIMIZERS[config.optimizer].make([x], config.learning_rate, run.steps)
 
@@ -394,7 +398,7 @@ def _optimise_scale(x0: torch.Tensor, model: VGG19, targets: Targets, run: _Run)
         run.result.stop_reason = stopped.reason
     except KeyboardInterrupt:
         run.result.stop_reason = Stop.INTERRUPTED
-    return run.result.image.to(x.device)
+    return run.best_image
 
 
 @functools.cache
