@@ -1,6 +1,6 @@
 """How fast is nst_lib, and how good are its pictures for the time? Prints one table.
 
-    python benchmarks/benchmark.py                 # 256, 512 and 1024 px (about 20 minutes)
+    python benchmarks/benchmark.py                 # 256, 512 and 1024 px (about 35 minutes)
     python benchmarks/benchmark.py --sizes 256     # one size
 
 On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
@@ -10,7 +10,8 @@ On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
 - for a transfer at each size: nst_lib's defaults, the same in float32 (``precision=
   "float32"``) and a plain loop (the PyTorch tutorial's recipe: L-BFGS without line search
   from the content image, 300 evaluations, one scale, float32, same alpha/beta and layers;
-  only up to ``--plain-up-to`` px): wall time, the time estimate, evaluations, peak memory
+  only up to ``--plain-up-to`` px): wall time (the median of ``--repeat`` runs, and their
+  range; the plain loop runs once), the time estimate, evaluations, peak memory
   (RSS of a fresh process per run) next to :func:`nst_lib.cost.estimate`, and the style
   error, content error and palette of :mod:`measure`.
 """
@@ -114,12 +115,21 @@ def floor_and_overhead(size: int, rounds: int = 3, repeats: int = 6) -> dict:
     return {"floor": statistics.median(floors), "per_eval": statistics.median(evals)}
 
 
+def _fresh(kind: str, size: int) -> dict:
+    """:func:`one_run` in a new process, so that each run's peak memory is its own."""
+    out = subprocess.run([sys.executable, __file__, "--one", kind, str(size)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--plain-up-to", type=int, default=512,
                         help="run the plain loop at sizes up to this (it is slow)")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the defaults and of float32 per size; the median is shown")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_run(args.one[0], int(args.one[1]))))
@@ -130,24 +140,25 @@ def main() -> None:
     print(f"floor (forward to conv5_1 + backward, 256 px): {o['floor'] * 1000:.0f} ms; "
           f"nst_lib per evaluation: {o['per_eval'] * 1000:.0f} ms "
           f"= {o['per_eval'] / o['floor']:.2f} x floor")
-    print(f"{'size':>5} {'run':>8} {'seconds':>8} {'est. s':>7} {'evals':>6} {'peak MB':>8} "
+    print(f"{'size':>5} {'run':>8} {'seconds':>8} {'range':>10} {'est. s':>7} {'evals':>6} {'peak MB':>8} "
           f"{'est. MB':>8} {'style err':>10} {'content err':>12} {'palette':>8}")
     for size in args.sizes:
         rows = {}
         for kind in ("nst_lib", "float32", "plain"):
             if kind == "plain" and size > args.plain_up_to:
                 continue
-            out = subprocess.run([sys.executable, __file__, "--one", kind, str(size)],
-                                 capture_output=True, text=True, check=True)
-            r = rows[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {r['estimate_s']:>7.0f} "
+            runs = sorted((_fresh(kind, size) for _ in range(1 if kind == "plain" else args.repeat)),
+                          key=lambda r: r["seconds"])
+            r = rows[kind] = runs[len(runs) // 2]  # the median run
+            spread = f"{runs[0]['seconds']:.1f}-{runs[-1]['seconds']:.1f}" if len(runs) > 1 else ""
+            print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {spread:>10} {r['estimate_s']:>7.0f} "
                   f"{r['evals']:>6} {r['peak_mb']:>8.0f} {r['estimate_mb']:>8.0f} "
                   f"{r['style_err']:>10.3f} {r['content_err']:>12.3f} {r['palette']:>8.3f}",
                   flush=True)
         for other in ("float32", "plain"):
             if other in rows:
                 a, b = rows["nst_lib"], rows[other]
-                print(f"{size:>5} {'/' + other:>8} {a['seconds'] / b['seconds']:>8.2f} {'':>7} "
+                print(f"{size:>5} {'/' + other:>8} {a['seconds'] / b['seconds']:>8.2f} {'':>10} {'':>7} "
                       f"{'':>6} {a['peak_mb'] / b['peak_mb']:>8.2f} {'':>8} "
                       f"{a['style_err'] / b['style_err']:>10.2f} "
                       f"{a['content_err'] / b['content_err']:>12.2f}")
