@@ -28,6 +28,7 @@ import torch
 from .config import Config, split_settings
 from .files import atomic_write
 from .image import as_list, load_image, save_image
+from .losses import LossFunctions
 from .optimize import ImageLike, Result, Stop, transfer
 from .vgg import weights_id
 from .weights import cache_dir
@@ -108,11 +109,16 @@ def cached_transfer(
     ``refresh=True``) ``runner`` (default :func:`nst_lib.transfer`) computes it and a
     complete run is stored. ``kwargs`` are settings (Config fields, part of the key) and
     keywords for the runner such as ``model``, ``callback`` or ``progress`` (not part of the
-    key: a ``model`` you pass must match ``config.weights`` and ``config.pooling``).
+    key: a ``model`` you pass must match ``config.weights`` and ``config.pooling``). A run
+    with loss ``functions`` other than the library's is computed every time, never stored.
     An interrupted run (Ctrl-C) raises KeyboardInterrupt, so that a loop over many runs
     stops at once.
     """
     config, others = split_settings(config, kwargs)
+    if others.get("functions", LossFunctions()) != LossFunctions():
+        # the key cannot name what other loss functions compute (they may hold any value,
+        # as a closure does): run them every time, and store nothing
+        return runner(content, style, config, **others)
     if not refresh:
         hit = lookup(content, style, config)
         if hit is not None:

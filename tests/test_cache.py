@@ -55,6 +55,19 @@ def test_a_changed_setting_misses(tiny, change):
     assert run.calls == 2
 
 
+def test_runs_with_other_loss_functions_are_never_stored(tiny, cache_in_tmp):
+    content, style = tiny
+    run = Runner()
+    doubled = nst.LossFunctions(content_loss=lambda f, p: 2 * nst.content_loss(f, p))
+    for functions in (doubled, doubled):
+        cache.cached_transfer(content, style, size=32, steps=2, runner=run, functions=functions)
+    assert run.calls == 2 and not list(cache_in_tmp.rglob("*.json"))
+    for functions in (None, nst.LossFunctions()):  # the library's own are cached
+        kwargs = {} if functions is None else {"functions": functions}
+        cache.cached_transfer(content, style, size=32, steps=2, runner=run, **kwargs)
+    assert run.calls == 3
+
+
 def test_a_changed_image_misses(tiny):
     content, style = tiny
     run = Runner()
