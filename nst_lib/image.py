@@ -235,14 +235,21 @@ def _as_unit_range(x: torch.Tensor, what: str, found: str) -> torch.Tensor:
 
 
 def image_from(source, size: int | tuple[int, int] | None = None, *,
-               what: str = "image") -> torch.Tensor | None:
+               what: str = "image", at_most: bool = False) -> torch.Tensor | None:
     """Any image the library takes as a tensor (1, 3, H, W) in [0, 1] at ``size``: a file
-    (:func:`load_image`), a tensor (:func:`as_image`), or None (None)."""
+    (:func:`load_image`), a tensor (:func:`as_image`), or None (None).
+
+    ``at_most``: an int ``size`` only shrinks; a smaller image keeps its size.
+    """
     if source is None:
         return None
     if isinstance(source, (str, os.PathLike)):
-        return load_image(source, size)
-    return resize(as_image(source, what=what), size)
+        image = to_tensor(open_image(source, size=size))
+    else:
+        image = as_image(source, what=what)
+    if at_most and isinstance(size, int) and max(image.shape[-2:]) <= size:
+        return image
+    return resize(image, size).clamp(0, 1)
 
 
 def as_list(images) -> list:
@@ -316,7 +323,7 @@ def load_image(
     ``size``: None keeps the file's size, an int sets the longest side (keeping the aspect
     ratio), a pair (H, W) sets the exact size.
     """
-    return resize(to_tensor(open_image(path, size=size)), size).clamp(0, 1)
+    return image_from(path, size)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

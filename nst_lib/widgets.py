@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import tempfile
 import textwrap
 import threading
@@ -34,8 +33,8 @@ from .color import combine_luminance, transfer_preserving_color
 from .config import (INITS, STYLE_LAYERS, Config, parse_steps, scale_levels, steps_per_scale,
                      steps_text)
 from .experiments import PAPER_RECIPE, ratio_text
-from .image import (ImageError, as_image, example, open_image, resize, save_image, to_pil,
-                    to_tensor, unused_path)
+from .image import (ImageError, example, image_from, resize, save_image, to_pil,
+                    unused_path)
 from .layers import CONV_LAYERS
 from .optimize import ImageLike, Result, Step, check_cost, transfer
 from .vgg import VGG19
@@ -65,12 +64,7 @@ def png(image: torch.Tensor, *, longest: int | None = None) -> bytes:
 def _load(source: ImageLike, what: str = "image") -> torch.Tensor:
     """A file or a tensor (see :func:`nst_lib.image.as_image`) as (1, 3, H, W), at most
     MAX_SIDE px; a large file is decoded at reduced resolution, not in full."""
-    if isinstance(source, (str, os.PathLike)):
-        image = to_tensor(open_image(source, size=MAX_SIDE))
-    else:
-        image = as_image(source, what=what)
-    image = resize(image, MAX_SIDE) if max(image.shape[-2:]) > MAX_SIDE else image
-    return image.contiguous()  # a channels-last tensor would break L-BFGS's flat gradient
+    return image_from(source, MAX_SIDE, what=what, at_most=True)
 
 
 def load_upload(upload: w.FileUpload) -> torch.Tensor | None:

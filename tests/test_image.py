@@ -72,6 +72,18 @@ def test_resize_by_longest_side_keeps_aspect_and_exact_size_is_exact():
     assert nst.resize(x, None) is x
 
 
+def test_image_from_sets_a_size_or_with_at_most_only_shrinks(tmp_path):
+    big, small = torch.rand(1, 3, 300, 451), torch.rand(1, 3, 30, 45)
+    assert nst.image.image_from(big, 128).shape == (1, 3, 85, 128)
+    assert nst.image.image_from(small, 128).shape == (1, 3, 85, 128)  # enlarged
+    assert nst.image.image_from(big, 128, at_most=True).shape == (1, 3, 85, 128)
+    assert torch.equal(nst.image.image_from(small, 128, at_most=True), small)  # kept
+    path = tmp_path / "small.png"
+    nst.save_image(small, path)
+    assert nst.image.image_from(path, 128, at_most=True).shape == (1, 3, 30, 45)
+    assert nst.image.image_from(None, 128) is None
+
+
 def test_bundled_examples_load():
     x = nst.load_image(nst.example("starry_night.jpg"), 256)
     assert x.shape == (1, 3, 201, 256)
