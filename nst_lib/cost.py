@@ -28,7 +28,9 @@ BASE_MB = {"cpu": 900.0, "cuda": 160.0}
 # (forward maps kept for the backward pass, the float32 copies the losses get, gradients)
 BYTES_PER_ELEMENT = {torch.float32: 4.9, torch.bfloat16: 3.8, torch.float16: 3.8}
 # seconds per element per loss evaluation on the benchmark's 2 cores, for the time estimate
-SECONDS_PER_ELEMENT = {torch.float32: 1.45e-8, torch.bfloat16: 7.4e-9, torch.float16: 7.4e-9}
+SECONDS_PER_ELEMENT = {torch.float32: 1.35e-8, torch.bfloat16: 7.4e-9, torch.float16: 7.4e-9}
+# and per loss evaluation whatever the image's size (each layer's weights, L-BFGS, Python)
+SECONDS_PER_EVALUATION = 0.01
 LBFGS_HISTORY = 100  # the history_size optimize.py gives L-BFGS
 
 
@@ -89,7 +91,8 @@ def estimate(shape: tuple[int, int], config: Config, device: torch.device | str 
     for scale, steps in enumerate(budget):
         factor = 2 ** (levels - 1 - scale)
         coarse = (max(MIN_SIDE, shape[0] // factor), max(MIN_SIDE, shape[1] // factor))
-        seconds += steps * feature_elements(coarse, deepest) * SECONDS_PER_ELEMENT[dtype]
+        seconds += steps * (feature_elements(coarse, deepest) * SECONDS_PER_ELEMENT[dtype]
+                            + SECONDS_PER_EVALUATION)
     seconds *= 2 / max(1, torch.get_num_threads()) if kind == "cpu" else 0.05
     return Cost(memory, seconds, available_mb(device))
 

@@ -28,6 +28,17 @@ def test_the_estimate_grows_with_the_pixels_and_the_deepest_layer():
     assert cost.estimate((340, 512), config, dtype=torch.bfloat16).memory_mb < large
 
 
+def test_the_time_is_per_evaluation_with_a_part_that_does_not_shrink_with_the_image(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the fitted machine's
+    shallow = dict(scales=1, style_layers=("conv1_1",), content_layers=("conv1_1",))
+    tiny = cost.estimate((32, 32), nst.Config(steps=100, **shallow)).seconds
+    assert 1 <= tiny / (100 * cost.SECONDS_PER_EVALUATION) < 1.25  # nearly all fixed
+    assert cost.estimate((32, 32), nst.Config(steps=200, **shallow)).seconds == pytest.approx(2 * tiny)
+    three = cost.estimate((341, 512), nst.Config(steps=(100, 40, 15)), dtype=torch.bfloat16)
+    full = cost.estimate((341, 512), nst.Config(scales=1, steps=155), dtype=torch.bfloat16)
+    assert three.seconds < 0.3 * full.seconds  # the coarse scales are cheap
+
+
 def test_largest_size_is_the_edge_of_the_limit():
     config = nst.Config()
     fits = cost.largest_size((300, 451), config, "cpu", torch.float32, 4000)
