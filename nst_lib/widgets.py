@@ -30,20 +30,20 @@ import torch
 
 from . import plot
 from .color import combine_luminance, transfer_preserving_color
-from .config import (INITS, STYLE_LAYERS, Config, parse_steps, scale_levels, steps_per_scale,
-                     steps_text)
+from .config import (INITS, POOLINGS, STYLE_LAYERS, Config, parse_steps, scale_levels,
+                     steps_per_scale, steps_text)
 from .experiments import PAPER_RECIPE, ratio_text
 from .image import (ImageError, example, image_from, resize, save_image, to_pil,
                     unused_path)
 from .layers import CONV_LAYERS
 from .optimize import ImageLike, Result, Step, check_cost, transfer
-from .vgg import VGG19
+from .vgg import VGG19, vgg19
 
 MAX_SIDE = 1024  # uploaded or given images are kept at most this large (longest side)
 # The explorer's presets set how the image is optimised and which layers it matches (the
 # fields below); alpha/beta, the size, the seed and the colours stay as they are.
 PRESETS = {"paper": Config(**PAPER_RECIPE), "fast": Config()}
-PRESET_FIELDS = ("content_layers", "style_layers", "init", "steps", "scales")
+PRESET_FIELDS = ("content_layers", "style_layers", "init", "steps", "scales", "pooling")
 COLOURS = (("painting's", "off"), ("photo's: luminance", "luminance"),
            ("photo's: histogram", "histogram"))  # nst_lib.color.transfer_preserving_color
 STYLE_SIZES = (("same as size", 0), *((f"{n} px", n) for n in (64, 128, 256, 384, 512)))
@@ -163,6 +163,14 @@ class _RunPanel:
         """End the current run after the loss evaluation in progress; its image is kept."""
         self._stop.set()
 
+    def _model_for(self, config: Config) -> VGG19 | None:
+        """The network of a run: the one given, unless the run asks for the other pooling
+        (then the same weights with that pooling, loaded once; None: transfer loads it)."""
+        if self.model is None or self.model.pooling == config.pooling:
+            return self.model
+        return vgg19(config.weights, pooling=config.pooling,
+                     device=str(next(self.model.parameters()).device))
+
     def _transfer(self, content, style, config: Config, **kwargs) -> Result:
         """The run itself; a subclass may put something around :func:`nst_lib.transfer`."""
         return transfer(content, style, config, **kwargs)
@@ -171,7 +179,7 @@ class _RunPanel:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. weights="random"; the status says enough
-                result = self._transfer(content, style, config, model=self.model,
+                result = self._transfer(content, style, config, model=self._model_for(config),
                                         callback=self._on_step, image_every=self.image_every,
                                         progress=False, stop=self._stop)
             self.result = result
@@ -227,8 +235,8 @@ class Entry:
 
 
 def describe(result: Result, colours: str = "off") -> dict[str, str]:
-    """The settings of a run as short texts (alpha/beta, layers, start, steps, size, seed,
-    colours, time), for the gallery's captions."""
+    """The settings of a run as short texts (alpha/beta, layers, start, pooling, steps,
+    size, seed, colours, time), for the gallery's captions."""
     c = result.config
     height, width = result.image.shape[-2:]
     levels = scale_levels(max(height, width), c.scales)  # a small image skips coarse ones
@@ -238,6 +246,7 @@ def describe(result: Result, colours: str = "off") -> dict[str, str]:
         "content": ", ".join(c.content_layers),
         "style": ", ".join(c.style_layers),
         "start": c.init,
+        "pooling": c.pooling,
         "steps": f"{steps_text(c.steps)} ({levels} scale{'s' if levels > 1 else ''})",
         "size": f"{width}x{height} px{style_size}",
         "seed": str(c.seed),
@@ -326,7 +335,9 @@ class Explorer(_RunPanel):
         self.frames: list[torch.Tensor] | None = None  # this run's pictures, if animated
         self._colours = "off"  # this run's colours
         self._setting = False  # True while the controls are set from code (a preset)
-        start = replace(self.base, size=size, steps=steps)
+        # the pooling control starts at the given network's
+        pooling = model.pooling if model is not None else self.base.pooling
+        start = replace(self.base, size=size, steps=steps, pooling=pooling)
         self._make_method_controls(start)
         self._make_picture_controls(start)
         self._make_gallery_and_save()
@@ -362,6 +373,11 @@ class Explorer(_RunPanel):
                             continuous_update=False, style=WIDE)
         self.scales = w.IntSlider(value=start.scales, min=1, max=4, description="scales",
                                   style=WIDE)
+        self.pooling = w.ToggleButtons(options=list(POOLINGS), value=start.pooling,
+                                       description="pooling",
+                                       tooltips=["average pooling (the paper's)",
+                                                 "max pooling (VGG19 as trained)"],
+                                       style={"button_width": "70px", **WIDE})
 
     def _make_picture_controls(self, start: Config) -> None:
         """Size, style size, seed, colours, animation; the uploads and their previews."""
@@ -409,8 +425,8 @@ class Explorer(_RunPanel):
             self.preset, self.ratio, self.content_layer,
             w.HBox([w.Label("style layers", layout=w.Layout(width="90px")),
                     *self.style_layers.values()]),
-            self.init, self.steps, self.scales, self.size, self.style_size, self.seed,
-            self.colours, self.animate,
+            self.init, self.steps, self.scales, self.pooling, self.size, self.style_size,
+            self.seed, self.colours, self.animate,
             w.HBox([self.run_button, self.stop_button]), self.cost, self.progress,
             self.status,
         ])
@@ -438,8 +454,8 @@ class Explorer(_RunPanel):
 
     def _observe(self) -> None:
         for control in (self.ratio, self.content_layer, *self.style_layers.values(), self.init,
-                        self.steps, self.scales, self.size, self.style_size, self.seed,
-                        self.colours):
+                        self.steps, self.scales, self.pooling, self.size, self.style_size,
+                        self.seed, self.colours):
             control.observe(self._controls_changed, names="value")
         self.preset.observe(self._preset_chosen, names="value")
         for pick in self.pick.values():
@@ -462,6 +478,7 @@ class Explorer(_RunPanel):
             init=self.init.value,
             steps=_steps_or_say(self.steps.value),
             scales=self.scales.value,
+            pooling=self.pooling.value,
             size=self.size.value,
             style_size=self.style_size.value or None,
             seed=self.seed.value,
@@ -499,6 +516,7 @@ class Explorer(_RunPanel):
             self.init.value = preset.init
             self.steps.value = steps_text(preset.steps)
             self.scales.value = preset.scales
+            self.pooling.value = preset.pooling
         self._show_cost()
 
     def _matching_preset(self) -> str | None:

@@ -268,6 +268,22 @@ def test_the_preset_shows_whether_the_controls_still_match_it(explorer):
     assert explorer.preset.value == "paper"
 
 
+def test_the_pooling_control_runs_the_network_with_that_pooling(explorer, model):
+    assert explorer.pooling.value == model.pooling == "avg"  # starts at the given network's
+    explorer.preset.value = "paper"
+    explorer.pooling.value = "max"
+    assert explorer.config().pooling == "max" and explorer.preset.value is None
+    other = explorer._model_for(explorer.config())
+    assert other.pooling == "max" and other is not model
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in other.features)
+    assert all(torch.equal(a, b) for a, b in zip(other.parameters(), model.parameters()))
+    result = explorer.run(wait=True)
+    assert result.config.pooling == "max"
+    assert "max" in widgets.describe(result)["pooling"]
+    explorer.pooling.value = "avg"
+    assert explorer._model_for(explorer.config()) is model
+
+
 def test_the_cost_line_follows_the_controls(explorer, monkeypatch):
     import nst_lib.cost as cost
 
