@@ -26,9 +26,7 @@ refuses one that cannot fit (:mod:`nst_lib.cost`).
 
 from __future__ import annotations
 
-import ctypes
 import enum
-import functools
 import math
 import os
 import threading
@@ -42,7 +40,7 @@ import torch.nn.functional as F
 
 from . import image as img
 from .config import OPTIMIZERS, Config, require_layers, scale_levels, steps_per_scale
-from .cost import Cost, check_fits
+from .cost import Cost, check_fits, keep_freed_memory, return_freed_memory
 from .layers import check_layers
 from .losses import LossFunctions
 from .vgg import VGG19, resolve_device, resolve_precision, vgg19
@@ -207,11 +205,14 @@ def transfer(
     content, styles, model = _inputs(content, style, config, model)
     out = tuple((content if content is not None else styles[0]).shape[-2:])
     budget = steps_per_scale(config, scale_levels(max(out), config.scales))
-    _keep_freed_memory()
+    keep_freed_memory()
     run = _Run(config, Result(torch.zeros(1, 3, *out), config=config), callback, image_every,
                _progress_bar(sum(budget), progress), stop)
-    with run.bar:
-        _coarse_to_fine(model, content, styles, budget, run, functions)
+    try:
+        with run.bar:
+            _coarse_to_fine(model, content, styles, budget, run, functions)
+    finally:
+        return_freed_memory()
     return run.finish(out)
 
 
@@ -399,23 +400,6 @@ def _optimise_scale(x0: torch.Tensor, model: VGG19, targets: Targets, run: _Run)
     except KeyboardInterrupt:
         run.result.stop_reason = Stop.INTERRUPTED
     return run.best_image
-
-
-@functools.cache
-def _keep_freed_memory() -> None:
-    """Ask glibc's malloc (Linux) to keep freed memory for reuse, once per process.
-
-    By default every large feature map is returned to the system when freed and faulted in
-    again on the next evaluation: 3.2 s of system time in a 32 s run (benchmarks/). With
-    mmap off for large blocks and no trimming, the memory of one evaluation is reused by
-    the next; the process keeps its peak size until it ends. Elsewhere this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-4, 0)  # M_MMAP_MAX: no mmap for large blocks
-        libc.mallopt(-1, 2**30)  # M_TRIM_THRESHOLD: keep up to 1 GiB free at the top
-    except (OSError, AttributeError):
-        pass
 
 
 def check_cost(content, style, config: Config, model: VGG19 | None = None) -> Cost:

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torchvision
 
 from .config import POOLINGS, PRECISIONS
+from .cost import return_freed_memory
 from .layers import LAYERS, check_layers, features
 from .normalize import calibration_id, normalize_weights
 from .weights import (WeightsError, cache_dir, cache_lock, caffe_weights, load_weights,
@@ -267,4 +268,5 @@ def vgg19(weights: str = "caffe-normalized", *, pooling: str = "avg", device: st
     """
     chosen = weight_set(weights)
     model = _build(chosen.load(pooling), chosen.preprocessing, pooling, seed)
+    return_freed_memory()  # what reading the file took
     return model.to(resolve_device(device))

@@ -1,5 +1,8 @@
 """The cost of a run, known before it starts (nst_lib.cost)."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -53,3 +56,42 @@ def test_a_run_too_large_is_refused_before_any_work(eight_gb):
     huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 12000, 16000)  # a view: no memory
     with pytest.raises(ValueError, match="use size="):
         nst.transfer(huge, nst.example("starry_night.jpg"), size=None)
+
+
+@pytest.mark.skipif(cost._libc() is None, reason="glibc's malloc only (Linux)")
+def test_freed_memory_is_kept_for_reuse_and_given_back_when_asked():
+    code = """
+import torch
+import nst_lib.cost as cost
+def rss():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")) / 1024
+cost.keep_freed_memory()
+before = rss()
+blocks = [torch.ones(2**20) for _ in range(100)]  # 100 blocks of 4 MB, freed below
+del blocks
+kept = rss()
+cost.return_freed_memory()
+print(kept - before, rss() - before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kept, returned = map(float, out.stdout.split())
+    assert kept > 300 and returned < 50  # MB
+
+
+def test_a_run_gives_its_memory_back_however_it_ends(monkeypatch, random_model):
+    import nst_lib.optimize as optimize
+
+    calls = []
+    monkeypatch.setattr(optimize, "return_freed_memory", lambda: calls.append(1))
+
+    def interrupt(step):
+        raise KeyboardInterrupt
+
+    x = torch.rand(1, 3, 32, 32)
+    result = nst.transfer(x, x, model=random_model, steps=3, scales=1, progress=False,
+                          weights="random", callback=interrupt)
+    assert result.stop_reason == "interrupted" and calls == [1]
+    with pytest.raises(ValueError):
+        nst.transfer(x, x, model=random_model, steps=3, scales=1, progress=False,
+                     weights="random", style_blend=(1.0, 2.0))  # fails at the first scale
+    assert calls == [1, 1]
