@@ -256,17 +256,23 @@ def _build(state, preprocessing: Preprocessing, pooling: str, seed: int = 0) -> 
     return VGG19(net, preprocessing, pooling)
 
 
-@functools.lru_cache(maxsize=4)
-def vgg19(weights: str = "caffe-normalized", *, pooling: str = "avg", device: str = "auto",
-          seed: int = 0) -> VGG19:
-    """The VGG19 feature network with the given weights, cached per argument set.
+def vgg19(weights: str | Path = "caffe-normalized", *, pooling: str = "avg",
+          device: str = "auto", seed: int = 0) -> VGG19:
+    """The VGG19 feature network with the given weights, cached per argument set (the
+    device as resolved: "auto" and the device it picks share one network).
 
     ``weights``: a name in :data:`WEIGHTS` ("caffe-normalized", the default as in Config;
     "caffe"; "torchvision"; "random", seeded by ``seed``) or a path to a state dict file.
     ``pooling``: "avg" (default; the paper replaces max by average pooling, which it found
     gives "slightly more appealing results") or "max" (VGG as trained).
     """
+    return _cached_vgg19(str(weights), pooling, str(resolve_device(device)), seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_vgg19(weights: str, pooling: str, device: str, seed: int) -> VGG19:
     chosen = weight_set(weights)
     model = _build(chosen.load(pooling), chosen.preprocessing, pooling, seed)
     return_freed_memory()  # what reading the file took
-    return model.to(resolve_device(device))
+    return model.to(device)
+

@@ -93,5 +93,5 @@ def test_a_run_gives_its_memory_back_however_it_ends(monkeypatch, random_model):
     assert result.stop_reason == "interrupted" and calls == [1]
     with pytest.raises(ValueError):
         nst.transfer(x, x, model=random_model, steps=3, scales=1, progress=False,
-                     weights="random", style_blend=(1.0, 2.0))  # fails at the first scale
+                     weights="random", style_blend=(0.5, 0.5))  # fails at the first scale
     assert calls == [1, 1]

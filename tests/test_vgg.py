@@ -92,9 +92,17 @@ def test_caffe_weights_are_the_trained_network(caffe_model):
 
 
 def test_random_weights_warn_that_pictures_will_not_look_right():
-    nst.vgg19.cache_clear()
+    vgg._cached_vgg19.cache_clear()
     with pytest.warns(UserWarning, match="will not look like style transfer"):
         nst.vgg19("random", device="cpu", seed=1)
+
+
+def test_auto_and_the_device_it_picks_share_one_network(monkeypatch):
+    monkeypatch.setattr(vgg, "resolve_device", lambda device="auto": torch.device("cpu"))
+    with pytest.warns(UserWarning):
+        model = nst.vgg19("random", device="auto", seed=3)
+    assert nst.vgg19("random", device="cpu", seed=3) is model
+    assert nst.vgg19("random", seed=3) is model
 
 
 def test_precision_is_decided_by_the_hardware(monkeypatch):

@@ -273,7 +273,9 @@ def test_the_pooling_control_runs_the_network_with_that_pooling(explorer, model)
     explorer.preset.value = "paper"
     explorer.pooling.value = "max"
     assert explorer.config().pooling == "max" and explorer.preset.value is None
-    other = explorer._model_for(explorer.config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "untrained VGG19"
+        other = explorer._model_for(explorer.config())
     assert other.pooling == "max" and other is not model
     assert any(isinstance(m, torch.nn.MaxPool2d) for m in other.features)
     assert all(torch.equal(a, b) for a, b in zip(other.parameters(), model.parameters()))
