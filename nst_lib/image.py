@@ -237,7 +237,7 @@ def _as_unit_range(x: torch.Tensor, what: str, found: str) -> torch.Tensor:
 def image_from(source, size: int | tuple[int, int] | None = None, *,
                what: str = "image", at_most: bool = False) -> torch.Tensor | None:
     """Any image the library takes as a tensor (1, 3, H, W) in [0, 1] at ``size``: a file
-    (:func:`load_image`), a tensor (:func:`as_image`), or None (None).
+    (:func:`open_image`), a tensor (:func:`as_image`), or None (None).
 
     ``at_most``: an int ``size`` only shrinks; a smaller image keeps its size.
     """
