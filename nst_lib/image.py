@@ -287,6 +287,21 @@ def result_shape(source: torch.Tensor | str | os.PathLike,
     return (int(h), int(w)) if size is None else target_shape(int(h), int(w), size)
 
 
+def decoded_pixels(source, size: int | tuple[int, int] | None) -> int:
+    """About how many pixels :func:`image_from` decodes from ``source`` at ``size``, from
+    the file's header alone: 0 for a tensor (it is in memory already); a file of more than
+    LARGE_PIXELS is read at reduced resolution when a size is given (at least twice the
+    size a side), and none of more than MAX_PIXELS is decoded."""
+    if source is None or isinstance(source, torch.Tensor):
+        return 0
+    h, w = result_shape(source, None)
+    pixels = min(h * w, MAX_PIXELS)
+    if size is None or pixels <= LARGE_PIXELS:
+        return pixels
+    th, tw = target_shape(h, w, size)
+    return min(pixels, max(LARGE_PIXELS, 16 * th * tw))
+
+
 def target_shape(h: int, w: int, size: int | tuple[int, int]) -> tuple[int, int]:
     """(H, W) that ``size`` gives an h x w image: an int is the longest side, a pair is (H, W)."""
     if isinstance(size, int):

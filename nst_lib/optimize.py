@@ -404,13 +404,18 @@ def _optimise_scale(x0: torch.Tensor, model: VGG19, targets: Targets, run: _Run)
 
 def check_cost(content, style, config: Config, model: VGG19 | None = None) -> Cost:
     """The memory and time a run will take (:mod:`nst_lib.cost`), from the images' sizes
-    alone; ValueError, naming the largest size that fits, if it cannot fit in memory."""
-    sources = [content] if content is not None else img.as_list(style)
+    alone (a file's header), the style images' included; ValueError, naming the largest
+    size (or style size) that fits, if it cannot fit in memory."""
+    styles = img.as_list(style)
+    sources = [content] if content is not None else styles
     if not sources:
         raise ValueError("Give a content image, a style image or both.")
     device = next(model.parameters()).device if model is not None else resolve_device(config.device)
     shape = img.result_shape(sources[0], config.size)
-    return check_fits(shape, config, device, resolve_precision(config.precision, device))
+    decoded = max([img.decoded_pixels(content, config.size)]
+                  + [img.decoded_pixels(s, config.style_size or config.size) for s in styles])
+    return check_fits(shape, config, device, resolve_precision(config.precision, device),
+                      styles=[img.result_shape(s, None) for s in styles], decoded=decoded)
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -417,3 +417,14 @@ def test_the_estimate_is_shown_before_the_run(capsys, tmp_path, monkeypatch):
     assert code == 130 and out.out.startswith("This run needs about ")
     assert "Interrupted before the run started; nothing written." in out.err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_style_size_too_large_is_refused_in_one_line(eight_gb, monkeypatch, capsys, tmp_path,
+                                                       one_error_line):
+    monkeypatch.setattr(nst.image, "_read", lambda *a: pytest.fail("decoded before the refusal"))
+    code = main([str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                 "-o", str(tmp_path / "out.png"), "--size", "64", "--style-size", "60000"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "60000x" in line and "8.0 GB is free" in line
+    fits = int(line.split("--style-size ")[1].split(")")[0])
+    assert 1000 < fits < 60000 and not (tmp_path / "out.png").exists()

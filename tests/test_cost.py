@@ -95,3 +95,104 @@ def test_a_run_gives_its_memory_back_however_it_ends(monkeypatch, random_model):
         nst.transfer(x, x, model=random_model, steps=3, scales=1, progress=False,
                      weights="random", style_blend=(0.5, 0.5))  # fails at the first scale
     assert calls == [1, 1]
+
+
+# ------------------------------------------------ the style images: their size and number
+
+@pytest.fixture
+def nothing_decoded(eight_gb, monkeypatch):
+    """eight_gb, and no image file may be decoded (the check reads headers only)."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an image was decoded before the refusal")
+
+    monkeypatch.setattr(nst.image, "_read", forbidden)
+
+
+def _named(message: str, option: str) -> int:
+    """The number a refusal names for ``option`` ("style_size" or "size")."""
+    return int(message.split(f" {option}=")[1].split(" ")[0])
+
+
+def test_a_style_image_too_large_is_refused_naming_the_style_size_that_fits(nothing_decoded):
+    photo, painting = nst.example("chelsea.png"), nst.example("starry_night.jpg")
+    with pytest.raises(ValueError, match=r"^A 64x43 px run with a 60000x\d+ px style image "
+                       r"needs about .* GB .* 8\.0 GB is free; use style_size=\d+ "
+                       r"\(--style-size \d+\) or less") as refused:
+        nst.transfer(photo, painting, size=64, style_size=60000)
+    fits = _named(str(refused.value), "style_size")
+    assert 1000 < fits < 60000 and "\n" not in str(refused.value)
+    nst.check_cost(photo, painting, nst.Config(size=64, style_size=fits))  # it does fit
+    with pytest.raises(ValueError, match="use style_size="):
+        nst.check_cost(photo, painting, nst.Config(size=64, style_size=2 * fits))
+
+
+def test_the_number_of_style_images_blended_counts(nothing_decoded):
+    photo, painting = nst.example("chelsea.png"), nst.example("starry_night.jpg")
+    config = nst.Config(size=64, style_size=2000)
+    nst.check_cost(photo, [painting] * 2, config)
+    with pytest.raises(ValueError, match=r"with 200 style images of up to 2000x\d+ px needs "
+                       r".* use style_size=\d+"):
+        nst.transfer(photo, [painting] * 200, config)
+    with pytest.raises(ValueError, match=r"with 1000 style images .* use size=\d+"):
+        nst.transfer(photo, [painting] * 1000, size=1024)  # styles at size: size is named
+
+
+def test_a_large_style_tensor_counts_at_its_style_size(eight_gb):
+    photo = torch.rand(1, 3, 32, 48)
+    huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 12000, 16000)  # a view: no memory
+    nst.check_cost(photo, huge, nst.Config(size=64))  # resized to 64 px: fits
+    with pytest.raises(ValueError, match=r"16000x12000 px style image .* use style_size="):
+        nst.transfer(photo, huge, size=64, style_size=16000)
+
+
+def test_both_sizes_are_named_when_both_are_too_large(nothing_decoded):
+    photo, painting = nst.example("chelsea.png"), nst.example("starry_night.jpg")
+    with pytest.raises(ValueError, match=r"use size=\d+ \(--size \d+\) and style_size=\d+ "
+                       r"\(--style-size \d+\) or less") as refused:
+        nst.transfer(photo, painting, size=20000, style_size=60000)
+    size, style_size = _named(str(refused.value), "size"), _named(str(refused.value), "style_size")
+    nst.check_cost(photo, painting, nst.Config(size=size, style_size=style_size))
+
+
+def test_the_file_decoded_counts_not_only_the_run(monkeypatch, tmp_path):
+    """A file is decoded at its own size before it is resized: on a machine with little
+    free memory, a photo of many megapixels is refused before it is opened in full."""
+    big = tmp_path / "big.png"
+    from PIL import Image
+
+    Image.new("RGB", (4000, 3000)).save(big)
+    config = nst.Config(size=64)
+    base = nst.check_cost(big, None, config).memory_mb
+    small = tmp_path / "small.png"
+    Image.new("RGB", (400, 300)).save(small)
+    assert base - nst.check_cost(small, None, config).memory_mb > 12e6 * 17 / 2**20
+
+
+def test_the_explorer_refuses_a_style_too_large_in_its_status_line(monkeypatch, random_model):
+    from nst_lib import widgets
+
+    monkeypatch.setattr(cost, "available_mb", lambda device="cpu": 8192.0)
+    monkeypatch.setattr(widgets.Explorer, "_transfer", lambda *a, **k: pytest.fail("ran"))
+    explorer = widgets.Explorer(torch.rand(1, 3, 32, 48), torch.rand(1, 3, 1000, 1000),
+                                config=nst.Config(style_size=60000), model=random_model,
+                                size=64, steps=2)
+    explorer.run()
+    assert explorer.thread is None and isinstance(explorer.error, ValueError)
+    assert "use style_size=" in str(explorer.error) and "60000x60000 px style" in str(explorer.error)
+    assert "use style_size=" in explorer.status.value and "use style_size=" in explorer.cost.value
+
+
+# ------------------------------------------------ a container's memory limit
+
+def test_a_cgroup_limit_is_the_memory_free(tmp_path, monkeypatch):
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    (tmp_path / "memory.current").write_text(f"{2**29}\n")
+    assert cost._cgroup_free_mb(str(tmp_path)) == 1536
+    (tmp_path / "memory.max").write_text("max\n")
+    assert cost._cgroup_free_mb(str(tmp_path)) is None
+    monkeypatch.setattr(cost, "_cgroup_free_mb", lambda: 1536.0)
+    monkeypatch.setattr(cost, "_meminfo_available_mb", lambda: 64000.0)
+    assert cost.available_mb() == 1536.0
+    with pytest.raises(ValueError, match=r"1\.5 GB is free; use size="):
+        nst.check_cost(nst.example("chelsea.png"), nst.example("starry_night.jpg"),
+                       nst.Config(size=1024))
