@@ -13,21 +13,32 @@ picture is never shown; quick mode (smaller sizes and fewer steps) gets keys of 
 
 The image comes back as stored in the PNG (8 bits per channel). Runs that were interrupted,
 stopped or diverged are not stored; each complete run is stored as soon as it ends.
+
+A class on one machine: the instructor sets ``NST_CACHE`` for everyone to a folder the
+students can read but not write, and fills it (``python -m nst_lib.experiments
+--precompute``). A student's results are looked for there first; new ones are stored in the
+student's own ``~/.cache/nst_lib/results`` (else a folder in the temporary folder), without
+any setting (:func:`folders`). A result that cannot be stored anywhere (a full
+disk) is returned all the same, with a warning that says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
+import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .config import Config, split_settings
-from .files import atomic_write
-from .image import as_list, load_image, save_image
+from .files import atomic_write, write_problem
+from .image import ImageError, as_list, load_image, save_image
 from .losses import LossFunctions
 from .optimize import ImageLike, Result, Stop, transfer
 from .vgg import weights_id
@@ -36,9 +47,65 @@ from .weights import cache_dir
 VERSION = 2  # bump when a change to the library changes what the same settings give
 
 
+def _writable(folder: Path) -> OSError | None:
+    """None if a file can be written in ``folder`` (made if missing), else the error:
+    permission bits alone do not tell (root writes anywhere, a read-only disk nobody)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=".part")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return err
+    return None
+
+
+def _own_folders() -> list[Path]:
+    """This user's own folders for results, when ``$NST_CACHE`` cannot be written."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return [Path.home() / ".cache" / "nst_lib" / "results",
+            Path(tempfile.gettempdir()) / f"nst_lib-{user}" / "results"]
+
+
+def _folders() -> tuple[list[Path], OSError | None]:
+    """:func:`folders`, and why the first cannot be written (None if it can)."""
+    first = (cache_dir() / "results").expanduser()
+    problem = _writable(first)
+    if problem is None:
+        return [first], None
+    own = next((f for f in _own_folders() if f != first and _writable(f) is None), None)
+    return ([first, own] if own is not None else [first]), problem
+
+
+def folders() -> list[Path]:
+    """Where results are looked for, in this order: ``cache_dir() / "results"``
+    (``$NST_CACHE``, or ``~/.cache/nst_lib``); when this user cannot write there (a class's
+    shared folder), also the first of ``~/.cache/nst_lib/results`` and
+    ``<temporary folder>/nst_lib-<user>/results`` that the user can write."""
+    return _folders()[0]
+
+
 def directory() -> Path:
-    """The folder holding cached results: ``cache_dir() / "results"``."""
-    return cache_dir() / "results"
+    """The folder new results are written to: the last of :func:`folders`. When the
+    first cannot be written for another reason than being read-only (a file in its place,
+    a full disk), a warning says why; when none can, the first, with a warning."""
+    return _destination()[0]
+
+
+def _destination() -> tuple[Path, bool]:
+    """:func:`directory`, and whether it can be written."""
+    found, problem = _folders()
+    if problem is None:
+        return found[0], True
+    why = write_problem(found[0], problem, "set NST_CACHE to")
+    if len(found) == 1:
+        warnings.warn(f"Results cannot be stored: {why}.", stacklevel=3)
+        return found[0], False
+    if problem.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        # a read-only NST_CACHE is how a class shares results: nothing to warn about
+        warnings.warn(f"Results are stored in {found[-1]}, not in {found[0]}: {why}.",
+                      stacklevel=3)
+    return found[-1], True
 
 
 def image_hash(image: ImageLike) -> str:
@@ -67,30 +134,43 @@ def key(content: ImageLike | None, style, config: Config) -> str:
 
 def lookup(content: ImageLike | None, style, config: Config | None = None,
            **overrides) -> Result | None:
-    """The stored result of these settings, or None if there is none."""
+    """The stored result of these settings, or None if there is none (looked for in each
+    of :func:`folders`)."""
     config, _ = split_settings(config, overrides)
-    stem = directory() / key(content, style, config)
-    png, meta = stem.with_suffix(".png"), stem.with_suffix(".json")
-    if not (png.is_file() and meta.is_file()):
-        return None
-    try:
-        data = json.loads(meta.read_text())
-        image = load_image(png)
-    except (OSError, ValueError):  # damaged entry: compute again
-        return None
-    return Result(image=image, history=data["history"], stop_reason=data["stop_reason"],
-                  seconds=data["seconds"], config=config)
+    name = key(content, style, config)
+    for folder in folders():
+        png, meta = folder / f"{name}.png", folder / f"{name}.json"
+        if not (png.is_file() and meta.is_file()):
+            continue
+        try:
+            data = json.loads(meta.read_text())
+            image = load_image(png)
+        except (OSError, ValueError):  # damaged or unreadable entry: look further
+            continue
+        return Result(image=image, history=data["history"], stop_reason=data["stop_reason"],
+                      seconds=data["seconds"], config=config)
+    return None
 
 
-def store(result: Result, content: ImageLike | None, style, config: Config) -> Path:
-    """Write ``result`` to the cache (image first, then the JSON that marks it complete)."""
-    stem = directory() / key(content, style, config)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    save_image(result.image, stem.with_suffix(".png"))
+def store(result: Result, content: ImageLike | None, style, config: Config) -> Path | None:
+    """Write ``result`` to the cache (image first, then the JSON that marks it complete),
+    in :func:`directory`. A result that cannot be written (the disk filled up) is not
+    stored: a warning says why, and None is returned."""
+    folder, writable = _destination()
+    if not writable:  # the warning says why
+        return None
+    stem = folder / key(content, style, config)
     data = {"history": result.history, "stop_reason": result.stop_reason,
             "seconds": result.seconds, "config": repr(config)}
-    with atomic_write(stem.with_suffix(".json"), "w") as f:
-        json.dump(data, f)
+    try:
+        save_image(result.image, stem.with_suffix(".png"))
+        with atomic_write(stem.with_suffix(".json"), "w") as f:
+            json.dump(data, f)
+    except (OSError, ImageError) as err:  # save_image's ImageError says why in words
+        why = err if isinstance(err, ImageError) else write_problem(stem.parent, err,
+                                                                    "set NST_CACHE to")
+        warnings.warn(f"The result was not stored: {why}", stacklevel=2)
+        return None
     return stem.with_suffix(".json")
 
 
@@ -134,9 +214,15 @@ def cached_transfer(
 
 
 def clear() -> int:
-    """Delete every cached result; returns how many there were."""
-    files = list(directory().glob("*.json")) if directory().is_dir() else []
-    for meta in files:
-        meta.with_suffix(".png").unlink(missing_ok=True)
-        meta.unlink(missing_ok=True)
-    return len(files)
+    """Delete every cached result this user can delete (a shared, read-only folder's stay);
+    returns how many were deleted."""
+    deleted = 0
+    for folder in folders():
+        for meta in folder.glob("*.json") if folder.is_dir() else []:
+            try:
+                meta.with_suffix(".png").unlink(missing_ok=True)
+                meta.unlink(missing_ok=True)
+            except OSError:  # not ours to delete
+                continue
+            deleted += 1
+    return deleted

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write
+from .files import atomic_write, write_problem
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_PIXELS = 80_000_000  # more pixels than this are never decoded (decompression bombs)
@@ -383,10 +383,7 @@ def check_writable(path: str | os.PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise ImageError(
-            f"Cannot write {path}: folder {folder} is not writable ({err.strerror}); "
-            "choose another folder."
-        ) from None
+        raise ImageError(f"Cannot write {path}: {write_problem(folder, err, 'choose')}.") from None
     return path
 
 
@@ -414,6 +411,10 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
             f"Not writing {path}: the image holds NaN or infinite values (a run that "
             "diverged?); lower the learning rate and run again."
         )
-    with atomic_write(path) as f:
-        to_pil(image).save(f, format=_format(path))
+    try:
+        with atomic_write(path) as f:
+            to_pil(image).save(f, format=_format(path))
+    except OSError as err:  # the disk filled up while writing
+        raise ImageError(f"Cannot write {path}: "
+                         f"{write_problem(path.parent, err, 'choose')}.") from None
     return path

@@ -34,7 +34,7 @@ from typing import IO, Iterator
 
 import torch
 
-from .files import atomic_write
+from .files import atomic_write, write_problem
 from .layers import CONV_INDICES, KERAS_BLOCKS, expected_shapes
 
 try:
@@ -58,8 +58,9 @@ class WeightsError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where converted weights are kept: ``$NST_CACHE`` or ``~/.cache/nst_lib``."""
-    return Path(os.environ.get("NST_CACHE") or Path.home() / ".cache" / "nst_lib")
+    """Where converted weights are kept: ``$NST_CACHE`` or ``~/.cache/nst_lib`` (``~`` is
+    the home folder, also in ``$NST_CACHE``, which a notebook's setting does not expand)."""
+    return Path(os.environ.get("NST_CACHE") or Path.home() / ".cache" / "nst_lib").expanduser()
 
 
 def sha256(path: Path) -> str:
@@ -160,8 +161,9 @@ def save_to_cache(state: dict[str, torch.Tensor], path: Path, preprocessing: str
 
 
 def _unwritable(path: Path, err: OSError) -> WeightsError:
-    return WeightsError(f"Could not write the weights to {path} ({err.strerror or err}); free "
-                        "some space there or set NST_CACHE to a writable folder.")
+    """The error of a cache folder that cannot be written, with the advice of its cause."""
+    return WeightsError(f"Could not write the weights to {path}: "
+                        f"{write_problem(path.parent, err, 'set NST_CACHE to')}.")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,11 @@
+import errno
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +163,124 @@ def test_a_real_run_is_cached(random_model, tiny):
     again = cache.cached_transfer(content, style, **kw)
     assert again.history == first.history
     assert torch.allclose(again.image, first.image, atol=0.5 / 255 + 1e-6)
+
+
+# ------------------------------------------------ a cache folder that cannot be written
+
+def test_a_cache_folder_that_is_a_file_is_said_and_the_result_kept_elsewhere(tmp_path,
+                                                                              monkeypatch, tiny):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "a-file"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    content, style = tiny
+    run = Runner()
+    with pytest.warns(UserWarning, match=r"Results are stored in .*home.* not in .*a-file/results:"
+                      r" .*a-file is a file, not a folder; set NST_CACHE to a folder"):
+        cache.cached_transfer(content, style, runner=run)
+    assert cache.lookup(content, style) is not None and run.calls == 1
+    assert cache.directory() == tmp_path / "home" / ".cache" / "nst_lib" / "results"
+
+
+def test_a_full_disk_keeps_the_result_and_says_so(monkeypatch, tiny, cache_in_tmp):
+    from PIL import Image
+
+    def full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    content, style = tiny
+    with pytest.warns(UserWarning, match=r"The result was not stored: Cannot write .*: the disk "
+                      r"is full \(No space left on device\); free some space on it"):
+        result = cache.cached_transfer(content, style, runner=Runner())
+    assert result.stop_reason == "steps" and result.image.shape == (1, 3, 16, 20)
+    assert not list(cache_in_tmp.rglob("*.png")) and not list(cache_in_tmp.rglob("*.part"))
+
+
+def test_with_no_folder_to_write_the_result_is_returned_with_a_warning(monkeypatch, tiny):
+    monkeypatch.setattr(cache, "_writable", lambda folder: PermissionError(
+        errno.EACCES, "Permission denied"))
+    content, style = tiny
+    with pytest.warns(UserWarning, match="Results cannot be stored: .* is not writable for you"):
+        result = cache.cached_transfer(content, style, runner=Runner())
+    assert result.stop_reason == "steps"
+
+
+def test_a_tilde_in_nst_cache_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NST_CACHE", "~/shared")
+    assert cache.directory() == tmp_path / "home" / "shared" / "results"
+
+
+STUDENT = """
+import json, os, sys, warnings
+import torch
+import nst_lib as nst
+from nst_lib import cache
+
+shared = os.environ["NST_CACHE"]
+try:  # the test proves nothing unless this user truly cannot write the shared folder
+    open(os.path.join(shared, "results", "probe"), "w")
+    sys.exit("the shared folder is writable for this user")
+except PermissionError:
+    pass
+g = torch.Generator().manual_seed(0)
+content, style = torch.rand(1, 3, 32, 48, generator=g), torch.rand(1, 3, 40, 40, generator=g)
+calls = []
+def runner(content, style, config=None, **kwargs):
+    calls.append(config.steps)
+    return nst.Result(image=torch.full((1, 3, 16, 16), 0.5), history=[], stop_reason="steps",
+                      seconds=0.1, config=config)
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a warning fails the run, as a traceback would
+    for steps in (2, 3, 3):  # 2: the instructor's; 3: new, then read back
+        cache.cached_transfer(content, style, size=32, steps=steps, weights="random", runner=runner)
+    print(json.dumps({"calls": calls, "directory": str(cache.directory()),
+                      "stored": sorted(os.listdir(cache.directory())), "cleared": cache.clear()}))
+"""
+NOBODY = 65534
+
+
+def _as_nobody(code: str, env: dict) -> dict:
+    """Run ``code`` as the user nobody (setpriv); its JSON output."""
+    root = str(Path(nst.__file__).resolve().parents[1])
+    done = subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+         sys.executable, "-c", code],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": root, "OMP_NUM_THREADS": "1",
+             "MPLCONFIGDIR": env["TMPDIR"], **env},
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to run the student as another user (root "
+                           "itself writes into any folder, whatever its permission bits)")
+@pytest.mark.parametrize("home", ["own", "none"])
+def test_a_class_reads_the_shared_cache_and_writes_its_own(tiny, monkeypatch, home):
+    """The instructor (root here) fills a shared cache; the student (nobody) reads it, and
+    stores its new run in its own folder (its home, or without one the temporary folder),
+    with no setting, no warning and no traceback."""
+    base = Path(tempfile.mkdtemp(prefix="nst-class-"))  # /tmp: nobody can reach it
+    try:
+        base.chmod(0o755)
+        shared, own, tmp = base / "shared", base / "home", base / "tmp"
+        for folder in (own, tmp):
+            folder.mkdir()
+            os.chown(folder, NOBODY, NOBODY)
+        monkeypatch.setenv("NST_CACHE", str(shared))
+        g = torch.Generator().manual_seed(0)  # the student's images, as in STUDENT
+        content, style = torch.rand(1, 3, 32, 48, generator=g), torch.rand(1, 3, 40, 40, generator=g)
+        cache.cached_transfer(content, style, size=32, steps=2, weights="random", runner=Runner())
+        entries = sorted(p.name for p in (shared / "results").iterdir())
+        env = {"NST_CACHE": str(shared), "TMPDIR": str(tmp),
+               "HOME": str(own) if home == "own" else "/nonexistent"}
+        report = _as_nobody(STUDENT, env)
+        assert report["calls"] == [3]  # the shared result read, the new one computed once
+        expected = (own / ".cache/nst_lib/results" if home == "own"
+                    else tmp / f"nst_lib-{NOBODY}" / "results")
+        assert report["directory"] == str(expected) and len(report["stored"]) == 2
+        assert report["cleared"] == 1  # its own; the shared ones stay
+        assert sorted(p.name for p in (shared / "results").iterdir()) == entries
+    finally:
+        shutil.rmtree(base)

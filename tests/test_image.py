@@ -1,4 +1,5 @@
 import errno
+import os
 import importlib
 import pkgutil
 import re
@@ -439,7 +440,9 @@ def test_a_failed_save_leaves_no_partial_file_and_keeps_the_older_one(tmp_path, 
         raise failure
 
     monkeypatch.setattr(Image.Image, "save", half_written)
-    with pytest.raises(type(failure)):
+    expected = (nst.ImageError, "the disk is full .*; free some space on it, or choose a "
+                "folder on another disk") if isinstance(failure, OSError) else (KeyboardInterrupt, "")
+    with pytest.raises(expected[0], match=expected[1]):
         nst.save_image(torch.ones(1, 3, 8, 8), out)
     assert out.read_bytes() == before and list(tmp_path.iterdir()) == [out]
 
@@ -449,5 +452,25 @@ def test_a_folder_that_refuses_writing_is_reported(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(image_module.tempfile, "mkstemp", refuse)
-    with pytest.raises(nst.ImageError, match="is not writable \\(Permission denied\\); choose"):
+    with pytest.raises(nst.ImageError, match="is not writable for you \\(Permission denied\\); "
+                       "choose a folder you can write"):
         nst.save_image(torch.zeros(1, 3, 8, 8), tmp_path / "out.png")
+
+
+@pytest.mark.parametrize("code, advice", [
+    (errno.ENOSPC, "the disk is full (No space left on device); free some space on it, or "
+                   "choose a folder on another disk"),
+    (errno.EDQUOT, "your disk quota is used up"),
+    (errno.EROFS, "is on a read-only disk"),
+    (errno.ENAMETOOLONG, "the path is too long"),
+])
+def test_a_folder_that_refuses_writing_gets_the_advice_of_its_cause(tmp_path, monkeypatch, code,
+                                                                    advice):
+    def refuse(**kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(image_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(nst.ImageError) as refused:
+        nst.save_image(torch.zeros(1, 3, 8, 8), tmp_path / "out.png")
+    assert advice in str(refused.value)
+    assert ("free some space" in str(refused.value)) == (code == errno.ENOSPC)

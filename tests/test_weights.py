@@ -224,9 +224,12 @@ def test_a_failed_conversion_leaves_no_file_that_loads(tmp_path, monkeypatch, fa
 
     monkeypatch.setattr(module, attribute, fails)
     path = tmp_path / "cache" / W.CACHE_FILE
+    advice = {errno.ENOSPC: f"the disk is full ({reason}); free some space on it, or set "
+                            "NST_CACHE to a folder on another disk.",
+              errno.EROFS: f"{path.parent} is on a read-only disk ({reason}); set NST_CACHE "
+                           "to a folder you can write."}[code]
     with pytest.raises(nst.WeightsError, match=re.escape(
-            f"Could not write the weights to {path} ({reason}); free some space there or set "
-            "NST_CACHE to a writable folder.")):
+            f"Could not write the weights to {path}: {advice}")):
         W.caffe_weights(progress=False)
     assert [p.name for p in path.parent.iterdir()] == [W.CACHE_FILE + ".lock"]
     monkeypatch.setattr(module, attribute, real)  # the disk works again: fetched again
@@ -238,8 +241,8 @@ def test_an_unwritable_cache_is_reported_before_anything_is_downloaded(tmp_path,
                                                                        fake_fetch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "file" / "cache"))  # parent is a file
-    with pytest.raises(nst.WeightsError, match="Could not write the weights to .*; free some "
-                                               "space there or set NST_CACHE to a writable"):
+    with pytest.raises(nst.WeightsError, match="Could not write the weights to .*: .*/file is "
+                                               "a file, not a folder; set NST_CACHE to a folder"):
         W.caffe_weights(progress=False)
     assert fake_fetch == []
 
