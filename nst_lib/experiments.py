@@ -287,7 +287,7 @@ def timing(result: Result) -> str:
     cost = full_size_evaluations(replace(result.config, steps=tuple(per_scale),
                                          scales=len(per_scale)))
     scales = "+".join(map(str, per_scale))
-    return f"{scales} evaluations, {cost:.0f} at full size; {result.seconds:.0f} s when computed"
+    return f"{scales} evaluations ({cost:.0f} full-size), {result.seconds:.0f} s"
 
 
 # ------------------------------------------------------------ notebook 6: the limits
@@ -376,7 +376,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "blends": Experiment("Two styles blended", _blends),
     # notebook 6
     "noise": Experiment("Photo to photo: one scale and coarse to fine at the same cost",
-                        _noise, inputs=("content", "style"), caption=timing, width=3.5,
+                        _noise, inputs=("content", "style"), caption=timing, width=4.2,
                         notebook=6),
     "cat": Experiment("A photo as the style", _cat, ncols=2, inputs=("content", "style"),
                       width=4.5, notebook=6),
