@@ -321,3 +321,88 @@ def _scaled(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == size:
         return image
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def algorithm(style: Picture | None = None, start: Picture | None = None,
+              content: Picture | None = None) -> Figure:
+    """The paper's algorithm as a diagram (CVPR 2016, Fig. 2), in its three columns.
+
+    Left, the style image a through VGG19: its Gram matrices A^l on conv1_1 ... conv5_1,
+    stored once. Right, the content image p: its response P^l on conv4_2, stored once.
+    Middle, the image x, white noise at first, through the same network: its G^l and F^l
+    against the stored targets give E_l (eq. 4) and L_content (eq. 1); eq. 5 and eq. 7 add
+    them up, and the gradient of L_total (back-propagation) is what L-BFGS changes x by.
+    ``style``, ``start``, ``content``: pictures to draw in place of the three boxes.
+    """
+    fig = Figure(figsize=(9.5, 5.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-0.3, 10.0)
+    ax.set_axis_off()
+    columns = {"style": 2.0, "x": 6.0, "content": 10.0}
+    blocks = [(f"conv{b}_1", f"conv{b}_2") for b in range(1, 6)]
+    height = 0.8
+
+    def block_y(b: int) -> float:  # the centre of block b (0 = conv1)
+        return 3.0 + 1.05 * b
+
+    pictures = {"style": (style, "style image $\\vec a$"),
+                "x": (start, "$\\vec x$: white noise at first"),
+                "content": (content, "content image $\\vec p$")}
+    for key, (picture, label) in pictures.items():
+        cx = columns[key]
+        if picture is not None:
+            ax.imshow(_pil(picture), extent=(cx - 0.9, cx + 0.9, 0.6, 2.2), aspect="auto",
+                      zorder=2)
+        else:
+            ax.add_patch(Rectangle((cx - 0.9, 0.6), 1.8, 1.6, facecolor="#eeeeee",
+                                   edgecolor="grey"))
+        ax.text(cx, 0.25, label, ha="center", va="center", fontsize=9)
+        ax.annotate("", xy=(cx, block_y(0) - height / 2), xytext=(cx, 2.25),
+                    arrowprops=dict(arrowstyle="->", color="grey"))
+        for b, names in enumerate(blocks):
+            y = block_y(b)
+            used = {"style": names[0], "content": "conv4_2" if b == 3 else None,
+                    "x": names[0] if b != 3 else "conv4_1, conv4_2"}[key]
+            ax.add_patch(Rectangle((cx - 0.9, y - height / 2), 1.8, height,
+                                   facecolor="#dbe8f6" if used else "#f4f4f4",
+                                   edgecolor="#4a6fa5" if used else "#bbbbbb"))
+            ax.text(cx, y, used or f"block {b + 1}", ha="center", va="center", fontsize=8,
+                    color="black" if used else "grey")
+    ax.text(columns["x"], block_y(4) + 0.75, "VGG19 (normalised, average pooling), fixed",
+            ha="center", fontsize=8, color="grey")
+    for b in range(5):  # the style layers: A^l against G^l, E_l
+        y = block_y(b)
+        ax.text(columns["style"] + 1.0, y, "$A^{l}$", va="center", fontsize=9)
+        ax.annotate("", xy=(columns["style"] + 1.5, y), xytext=(columns["x"] - 1.5, y),
+                    arrowprops=dict(arrowstyle="<->", color="#b5533c"))
+        ax.text(columns["x"] - 0.95, y, "$G^{l}$", va="center", ha="right", fontsize=9)
+        ax.text((columns["style"] + columns["x"]) / 2, y + 0.12, f"$E_{b + 1}$",
+                ha="center", va="bottom", fontsize=9, color="#b5533c")
+    y = block_y(3)  # the content layer
+    ax.text(columns["x"] + 1.0, y, "$F^{l}$", va="center", fontsize=9)
+    ax.annotate("", xy=(columns["x"] + 1.5, y), xytext=(columns["content"] - 1.5, y),
+                arrowprops=dict(arrowstyle="<->", color="#3c7d4f"))
+    ax.text(columns["content"] - 1.0, y, "$P^{l}$", va="center", ha="right", fontsize=9)
+    ax.text((columns["x"] + columns["content"]) / 2, y + 0.12,
+            "$\\mathcal{L}_{content}$ (eq. 1)", ha="center", va="bottom", fontsize=9,
+            color="#3c7d4f")
+    top = block_y(4) + 1.35
+    ax.text(columns["style"] + 2.0, top, "$\\mathcal{L}_{style} = \\sum_l w_l E_l$, "
+            "$w_l = 1/5$ (eq. 5)", ha="center", fontsize=9, color="#b5533c")
+    ax.text(columns["x"] + 2.4, top + 0.6, "$\\mathcal{L}_{total} = \\alpha\\, "
+            "\\mathcal{L}_{content} + \\beta\\, \\mathcal{L}_{style}$ (eq. 7)", ha="center",
+            fontsize=10)
+    ax.annotate("gradient of $\\mathcal{L}_{total}$ (back-propagation):\nL-BFGS changes "
+                "$\\vec x$, never the network", xy=(columns["x"] + 0.95, 1.4),
+                xytext=(columns["x"] + 2.4, top + 0.35), ha="center", va="top", fontsize=8,
+                arrowprops=dict(arrowstyle="->", color="black",
+                                connectionstyle="arc3,rad=-0.35"))
+    ax.text(columns["style"], -0.15, "targets computed once", ha="center", fontsize=8,
+            color="grey")
+    ax.text(columns["content"], -0.15, "targets computed once", ha="center", fontsize=8,
+            color="grey")
+    ax.text(columns["x"], -0.15, "computed at every evaluation", ha="center", fontsize=8,
+            color="grey")
+    fig.suptitle("The algorithm (CVPR 2016, Fig. 2)", fontsize=11)
+    return fig

@@ -166,3 +166,19 @@ def test_grid_labels_rows_and_columns():
     fig = nst.plot.grid(rows, row_labels=["a", "b"], col_labels=["x", "y", "z"])
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes] == ["x\na", "y", "z", "b", "", ""]
+
+
+def test_algorithm_draws_fig2s_three_columns_and_equations():
+    fig = plot.algorithm()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for what in ("conv1_1", "conv5_1", "conv4_2", "eq. 1", "eq. 5", "eq. 7", "white noise",
+                 "style image", "content image", "Fig. 2"):
+        assert what in texts + fig.get_suptitle(), what
+    assert texts.count("conv4_2") == 2  # the content layer, in the middle and on the right
+
+
+def test_algorithm_draws_the_pictures_given():
+    fig = plot.algorithm(style=torch.rand(1, 3, 8, 12), start=torch.rand(1, 3, 8, 8),
+                         content=torch.rand(1, 3, 12, 8))
+    assert len(fig.axes[0].images) == 3
+    plot.to_png(fig)  # draws
