@@ -238,13 +238,27 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, WeightsError, ValueError, OSError) as err:
         _error(err)
         return 2
-    except (MemoryError, torch.cuda.OutOfMemoryError):
-        _error(f"out of memory at --size {args.size}; use a smaller --size or --device cpu.")
+    except (MemoryError, torch.cuda.OutOfMemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        _error(f"out of memory at --size {args.size}"
+               + (f" and --style-size {args.style_size}" if args.style_size else "") + "; "
+               + ("use a smaller --size or --device cpu." if "CUDA" in str(err) else
+                  "use a smaller --size (or --style-size), or close other programs."))
         return 2
     except KeyboardInterrupt:  # before the optimisation started: nothing to save yet
         print("Interrupted before the run started; nothing written.", file=sys.stderr)
         return 130
     return _report(result, out)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """True for the ways PyTorch and Python say that memory ran out: MemoryError, CUDA's
+    OutOfMemoryError, and the RuntimeError of the CPU allocator (under a memory limit,
+    ``ulimit -v``)."""
+    return isinstance(err, MemoryError) or any(
+        text in str(err) for text in ("out of memory", "can't allocate memory",
+                                      "not enough memory", "DefaultCPUAllocator"))
 
 
 def _run(args: argparse.Namespace, config: Config, pictures: _Pictures):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Callable, Sequence
 import torch
 
 from .config import Config, scale_levels, steps_per_scale
-from .image import MIN_SIDE, target_shape
+from .image import MIN_SIDE, ImageError, target_shape
 from .layers import CFG, LAYERS
 
 # fitted (benchmarks/benchmark.py): the process before the run (Python, torch, the weights)
@@ -222,6 +223,7 @@ def check_fits(shape: tuple[int, int], config: Config, device, dtype, *,
     that fits (with 10% to spare), and the largest ``style_size`` when one is set.
     """
     style_size = config.style_size or config.size
+    _check_style_sides(styles, config.style_size)  # at size: the content's message first
     cost = estimate(shape, config, device, dtype, styles=_at(styles, style_size),
                     decoded=decoded)
     free = cost.available_mb
@@ -246,6 +248,25 @@ def check_fits(shape: tuple[int, int], config: Config, device, dtype, *,
         f"{cost.memory_mb / 1024:.1f} GB of memory but {free / 1024:.1f} GB is free; use "
         f"{' and '.join(advice)} or less, or close other programs."
     )
+
+
+def _check_style_sides(styles: Sequence[tuple[int, int]], size: int | None) -> None:
+    """ImageError naming the smallest ``style_size`` that gives every style image MIN_SIDE
+    px a side, if ``size`` (the style_size set) gives one less."""
+    if not isinstance(size, int):
+        return
+    option = "style_size"
+    for h, w in styles:
+        th, tw = target_shape(h, w, size)
+        if min(th, tw) < MIN_SIDE:
+            least = math.ceil((MIN_SIDE - 0.5) * max(h, w) / min(h, w))  # rounds to MIN_SIDE
+            while min(target_shape(h, w, least)) < MIN_SIDE:
+                least += 1
+            raise ImageError(
+                f"The style image would be {tw}x{th} pixels at {option}={size}: too small, "
+                f"VGG19's deepest layers need at least {MIN_SIDE} px on each side; use "
+                f"{option}={least} (--{option.replace('_', '-')} {least}) or more, or a less "
+                "elongated style image.")
 
 
 def _run_text(shape: tuple[int, int], styles: Sequence[tuple[int, int]]) -> str:

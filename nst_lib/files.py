@@ -56,5 +56,5 @@ def write_problem(folder: str | os.PathLike, err: OSError, other: str) -> str:
     if code == errno.ENOENT:
         return f"{folder} does not exist; create it, or {other} a folder that exists"
     if code == errno.ENAMETOOLONG:
-        return f"the path is too long ({reason}); {other} a folder with a shorter path"
+        return f"a name in the path is too long ({reason}); use a shorter one"
     return f"{reason}; {other} another folder"

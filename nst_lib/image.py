@@ -72,7 +72,11 @@ def _existing(path: str | os.PathLike) -> Path:
         raise ImageError(f"{path} is a web address; download the image first and give the "
                          "path of the file.")
     path = Path(path).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as err:  # a name too long, a loop of links: not a file it can read
+        raise ImageError(f"{path}: {err.strerror or err}; check the path.") from None
+    if not exists:
         raise ImageError(f"{path}: no such file; check the path{_similar(path)}.")
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give the path of an image file.")
@@ -371,6 +375,10 @@ def check_writable(path: str | os.PathLike) -> Path:
     """
     path = Path(path).expanduser()
     folder = path.parent
+    try:
+        path.is_dir()
+    except OSError as err:  # a name too long
+        raise ImageError(f"Cannot write {path}: {write_problem(folder, err, 'choose')}.") from None
     if path.is_dir():
         raise ImageError(f"{path} is a directory; give a file name such as {path / 'out.png'}.")
     _format(path)

@@ -428,3 +428,47 @@ def test_a_style_size_too_large_is_refused_in_one_line(eight_gb, monkeypatch, ca
     assert code == 2 and "60000x" in line and "8.0 GB is free" in line
     fits = int(line.split("--style-size ")[1].split(")")[0])
     assert 1000 < fits < 60000 and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("message", [
+    "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+    "tried to allocate 27000000000 bytes. Error code 12 (Cannot allocate memory)",
+    "DefaultCPUAllocator: not enough memory: you tried to allocate 27000000000 bytes."])
+def test_memory_running_out_in_the_cpu_allocator_is_one_line(monkeypatch, capsys, tmp_path,
+                                                             one_error_line, message):
+    """Under a memory limit (ulimit -v) PyTorch's CPU allocator raises a RuntimeError."""
+    def allocation_fails(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(opt, "transfer", allocation_fails)
+    code = main([str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                 "-o", str(tmp_path / "out.png"), "--weights", "random", "--quiet",
+                 "--size", "64", "--style-size", "600"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and line == ("error: out of memory at --size 64 and --style-size 600; use a "
+                                  "smaller --size (or --style-size), or close other programs.")
+
+
+def test_another_runtime_error_is_not_called_out_of_memory(monkeypatch, tmp_path):
+    def bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(opt, "transfer", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        main([str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+              "-o", str(tmp_path / "out.png"), "--weights", "random", "--quiet"])
+
+
+@pytest.mark.parametrize("where", ["content", "-o", "--animation"])
+def test_a_name_too_long_is_one_line_of_advice(tmp_path, capsys, one_error_line, where):
+    long = str(tmp_path / ("a" * 300))
+    args = {"content": [long + ".png", str(nst.example("starry_night.jpg"))],
+            "-o": [str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                   "-o", long + ".png"],
+            "--animation": [str(nst.example("chelsea.png")), str(nst.example("starry_night.jpg")),
+                            "-o", str(tmp_path / "out.png"), "--animation", long + ".gif"]}[where]
+    code = main([*args, "--weights", "random", "--quiet"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "too long" in line and ("check the path" in line
+                                                 or "use a shorter one" in line)
+    assert "Errno" not in line

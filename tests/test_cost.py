@@ -196,3 +196,16 @@ def test_a_cgroup_limit_is_the_memory_free(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"1\.5 GB is free; use size="):
         nst.check_cost(nst.example("chelsea.png"), nst.example("starry_night.jpg"),
                        nst.Config(size=1024))
+
+
+@pytest.mark.parametrize("style, config, option, least", [
+    ((1, 3, 60, 80), dict(size=64, style_size=8), "style_size", 21),
+    ((1, 3, 3, 300), dict(size=64, style_size=64), "style_size", 1550),
+])
+def test_a_style_image_too_small_names_its_own_option(style, config, option, least):
+    """The style image's size is its own option: too small, the message names it, and the
+    smallest value that works."""
+    with pytest.raises(nst.ImageError, match=rf"The style image would be .* pixels at {option}="
+                       rf".* use {option}={least} \(--{option.replace('_', '-')} {least}\) or more"):
+        nst.check_cost(torch.rand(1, 3, 64, 64), torch.rand(*style), nst.Config(**config))
+    nst.check_cost(torch.rand(1, 3, 64, 64), torch.rand(*style), nst.Config(**{**config, option: least}))

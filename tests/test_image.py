@@ -462,7 +462,7 @@ def test_a_folder_that_refuses_writing_is_reported(tmp_path, monkeypatch):
                    "choose a folder on another disk"),
     (errno.EDQUOT, "your disk quota is used up"),
     (errno.EROFS, "is on a read-only disk"),
-    (errno.ENAMETOOLONG, "the path is too long"),
+    (errno.ENAMETOOLONG, "a name in the path is too long"),
 ])
 def test_a_folder_that_refuses_writing_gets_the_advice_of_its_cause(tmp_path, monkeypatch, code,
                                                                     advice):
