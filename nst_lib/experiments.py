@@ -92,8 +92,11 @@ class Budget:
     small: int = 128  # the preprint's grid (12 runs)
     sizes: tuple[int, int] = (128, 256)  # the two sizes of the per-position comparison
     large: int = 384  # the coarse-to-fine comparison
-    # notebook 4: its first transfer, at the library's defaults, and its comparisons
+    # notebook 4: the library's run beside the student's assembled method, its first
+    # transfer (the library's defaults but the steps) and its comparisons
+    paper_size: int = 128
     transfer_size: int = 256
+    transfer_steps: int = 50  # loss evaluations per scale
     compare_size: int = 160
     compare_steps: int = 60  # loss evaluations of each comparison (one scale)
     # the library's evaluations per scale for the runs with ``defaults``; None = its own
@@ -120,8 +123,9 @@ def budget(quick: bool | None = None) -> Budget:
     """Small images and few steps in quick mode (``NST_QUICK=1``, CI), else the full ones."""
     quick = quick_mode() if quick is None else quick
     if quick:
-        return Budget(size=48, steps=4, small=32, sizes=(32, 64), large=64, transfer_size=64,
-                      compare_size=48, compare_steps=4, schedule=3)
+        return Budget(size=48, steps=4, small=32, sizes=(32, 64), large=64, paper_size=32,
+                      transfer_size=64, transfer_steps=4, compare_size=48, compare_steps=4,
+                      schedule=3)
     return Budget()
 
 
@@ -325,8 +329,14 @@ def _gatys(s: Budget) -> dict[str, dict]:
 NB4 = dict(content="chelsea.png", style="starry_night.jpg", defaults=True)
 
 
+def _nb4_beside(s: Budget) -> dict[str, dict]:
+    # the library's defaults, at the size of the student's assembled method
+    return {"nst.transfer, its defaults": NB4 | dict(size=s.paper_size)}
+
+
 def _nb4_transfer(s: Budget) -> dict[str, dict]:
-    return {"the library's defaults": NB4 | dict(size=s.transfer_size)}
+    return {"the library's defaults, notebook 4's steps": NB4 | dict(size=s.transfer_size,
+                                                                    steps=s.transfer_steps)}
 
 
 def _nb4_ratios(s: Budget) -> dict[str, dict]:
@@ -335,7 +345,8 @@ def _nb4_ratios(s: Budget) -> dict[str, dict]:
 
 
 def _nb4_colours(s: Budget) -> dict[str, dict]:
-    return {"luminance only": NB4 | dict(size=s.transfer_size, color="luminance")}
+    return {"luminance only": NB4 | dict(size=s.transfer_size, steps=s.transfer_steps,
+                                         color="luminance")}
 
 
 @dataclass(frozen=True)
@@ -382,8 +393,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                       width=4.5, notebook=6),
     "gatys": Experiment("Gatys et al. beside AdaIN", _gatys, notebook=6),
     # notebook 4
-    "nb4_transfer": Experiment("Style transfer with the library's defaults", _nb4_transfer,
-                               inputs=("content", "style"), width=4, notebook=4),
+    "nb4_beside": Experiment("The library's run", _nb4_beside, width=4, notebook=4),
+    "nb4_transfer": Experiment("Style transfer", _nb4_transfer, inputs=("content", "style"),
+                               width=4, notebook=4),
     "nb4_ratios": Experiment("Three values of α/β, one scale", _nb4_ratios, notebook=4),
     "nb4_colours": Experiment("Keeping the photo's colours", _nb4_colours, notebook=4),
 }

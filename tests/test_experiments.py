@@ -14,8 +14,9 @@ from nst_lib import experiments
 from nst_lib.normalize import CALIBRATION, calibration_id
 from nst_lib.weights import save_weights
 
-TINY = experiments.Budget(size=32, steps=2, small=24, sizes=(32, 64), large=48,
-                          transfer_size=48, compare_size=32, compare_steps=2, schedule=2)
+TINY = experiments.Budget(size=32, steps=2, small=24, sizes=(32, 64), large=48, paper_size=32,
+                          transfer_size=48, transfer_steps=2, compare_size=32, compare_steps=2,
+                          schedule=2)
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -148,8 +149,10 @@ def test_the_comparisons_of_scales_are_at_the_same_cost_whatever_the_machine():
 
 def test_runs_with_defaults_take_the_librarys_settings():
     full = experiments.budget(quick=False)
-    (config,) = configs("nb4_transfer", full).configs
-    assert config == replace(nst.Config(), size=full.transfer_size)
+    (config,) = configs("nb4_beside", full).configs
+    assert config == replace(nst.Config(), size=full.paper_size)
+    (config,) = configs("nb4_transfer", full).configs  # notebook 4's nst.Config(size=, steps=)
+    assert config == nst.Config(size=full.transfer_size, steps=full.transfer_steps)
     assert TINY.defaults.steps == 2 and full.defaults == nst.Config(size=full.size)
 
 
