@@ -101,5 +101,6 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
     exercises_01_03._EX_LAYER_SHAPE, exercises_01_03._EX_CONTENT_LOSS,
     exercises_01_03._EX_OPTIMISE, exercises_01_03._EX_GRAM_MATRIX,
     exercises_01_03._EX_STYLE_LAYER_LOSS, exercises_04._EX_TOTAL_LOSS,
+    exercises_04._EX_STYLE_LOSS, exercises_04._EX_STYLE_TRANSFER,
     exercises_2017._EX_LUMINANCE, exercises_2017._EX_COMBINE_LUMINANCE,
     exercises_2017._EX_MASKED_GRAM)}

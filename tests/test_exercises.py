@@ -7,6 +7,8 @@ instructor reads there is what is tested here, and nothing in the package prints
 
 import ast
 import json
+import re
+import string
 import warnings
 from pathlib import Path
 
@@ -40,15 +42,18 @@ def _defined_in(path: Path, solved: bool = False) -> dict:
     only; with ``solved``, each replaced by the solutions notebook's, in the student's
     notebook (so a solution that needs something its notebook lacks fails here)."""
     solutions = _exercise_defs(SOLUTIONS)
-    namespace = {}
+    namespace, defined = {}, set()
     for tree in _code(path):
         for node in tree.body:
             if solved and isinstance(node, ast.FunctionDef) and node.name in solutions:
                 node = solutions[node.name]
-            if isinstance(node, (ast.Import, ast.ImportFrom)) or (
-                    isinstance(node, ast.FunctionDef) and node.name in exercises.EXERCISES):
+            exercise = isinstance(node, ast.FunctionDef) and node.name in exercises.EXERCISES
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or exercise:
                 exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), namespace)
-    return {name: namespace[name] for name in exercises.EXERCISES if name in namespace}
+                defined |= {node.name} if exercise else set()
+    # an exercise's name imported from the library (notebook 4's stand-ins for eq. 1, 3, 4)
+    # is no exercise of that notebook
+    return {name: namespace[name] for name in exercises.EXERCISES if name in defined}
 
 
 SOLVED = _defined_in(SOLUTIONS)
@@ -98,6 +103,8 @@ LIBRARY = [  # what stands in for each exercise, and the library's other version
     ("style_layer_loss", nst.style_layer_loss),
     ("style_layer_loss", nst.fast_style_layer_loss),
     ("total_loss", nst.total_loss),
+    ("style_loss", nst.style_loss),
+    ("style_transfer", exercises._style_transfer),
     ("luminance", nst.color.luminance),
     ("combine_luminance", nst.color.combine_luminance),
     ("masked_gram", exercises._masked_gram),
@@ -302,6 +309,59 @@ def _loop(*, copy=True, requires_grad=True, optimised="image", zero="first", los
     return optimise
 
 
+STYLE = {name: 1 / 5 for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")}
+
+
+def _transfer(*, content_from="photo", style_from="painting", attached=False, in_loop=False,
+              start="noise", requires_grad=True, optimised="image", through=lambda x: x,
+              weight=None, swap=False, per_position=False, content_layer="conv4_2",
+              record=True, max_iter=lambda steps: steps, lr=1.0, clamp=True,
+              returns=lambda x, x0, losses: (x, losses)):
+    """A hand-written style_transfer with one part replaceable, to make one mistake at a time.
+    Written apart from the library's and the solutions' (the targets with .detach(), the
+    noise from torch.rand, eq. 5 and 7 inline)."""
+    def style_transfer(model, photo, painting, alpha, beta, steps):
+        images = {"photo": photo, "painting": painting}
+
+        def targets(x):
+            with torch.set_grad_enabled(attached):
+                p = model(images.get(content_from, x), [content_layer])[content_layer]
+                a = {n: nst.gram_matrix(f) for n, f in model(images.get(style_from, x),
+                                                              list(STYLE)).items()}
+            return p, a
+
+        x0 = {"noise": lambda: torch.rand(photo.shape), "photo": photo.clone,
+              "randn": lambda: torch.randn(photo.shape)}[start]()
+        x = x0.clone().requires_grad_(requires_grad)
+        first = list(model.features[:1].parameters())
+        if optimised == "contiguous network":
+            for p in first:
+                p.data = p.data.contiguous()
+        params = {"image": [x], "network": list(model.parameters())}.get(optimised, first)
+        opt = torch.optim.LBFGS(params, lr=lr, max_iter=max_iter(steps),
+                                line_search_fn="strong_wolfe" if lr == 1.0 else None)
+        fixed = None if in_loop else targets(x)
+        losses = []
+
+        def closure():
+            opt.zero_grad()
+            p, a = targets(x) if in_loop else fixed
+            f = model(through(x), [content_layer, *STYLE])
+            m = p.shape[-2] * p.shape[-1] if per_position else 1
+            content = nst.content_loss(f[content_layer], p) / m
+            style = sum((weight or w) * nst.style_layer_loss(f[n], a[n]) for n, w in STYLE.items())
+            loss = (beta * content + alpha * style) if swap else (alpha * content + beta * style)
+            loss.backward()
+            if record:
+                losses.append(loss.item())
+            return loss
+
+        opt.step(closure)
+        image = x.detach().clamp(0, 1) if clamp else x.detach()
+        return returns(image, x0, losses)
+    return style_transfer
+
+
 def _luma(weights):
     return lambda im: _y(im, weights).expand(-1, 3, -1, -1)
 
@@ -394,6 +454,42 @@ MISTAKES = [
     ("total_loss", "keywords", lambda c, s, a, b: a * c + b * s, {}),
     ("total_loss", "detached", lambda c, s, *, alpha, beta: (alpha * c + beta * s).item(), {}),
 
+    ("style_loss", "no_weights",
+     lambda f, a, w: sum(nst.style_layer_loss(f[n], a[n]) for n in w), {}),
+    ("style_loss", "mean",
+     lambda f, a, w: sum(nst.style_layer_loss(f[n], a[n]) for n in w) / len(w), {}),
+    ("style_loss", "all_layers",
+     lambda f, a, w: sum(w.get(n, 0) * nst.style_layer_loss(f[n], a[n]) for n in f), {}),
+    ("style_loss", "one_number",
+     lambda f, a, w: torch.stack([w[n] * nst.style_layer_loss(f[n], a[n]) for n in w]), {}),
+    ("style_loss", "detached",
+     lambda f, a, w: sum(w[n] * nst.style_layer_loss(f[n], a[n]) for n in w).detach(), {}),
+
+    ("style_transfer", "returns", _transfer(returns=lambda x, x0, losses: x), {}),
+    ("style_transfer", "network", _transfer(optimised="network"), {}),  # L-BFGS refuses it
+    ("style_transfer", "network", _transfer(optimised="contiguous network"), {}),  # changes it
+    ("style_transfer", "no_grad", _transfer(requires_grad=False), {}),
+    ("style_transfer", "detached", _transfer(attached=True), {}),
+    ("style_transfer", "targets_in_loop", _transfer(in_loop=True), {}),
+    ("style_transfer", "clamped_in_graph", _transfer(through=lambda x: x.clamp(0, 1)), {}),
+    ("style_transfer", "start_photo", _transfer(start="photo"), {}),
+    ("style_transfer", "start_noise", _transfer(start="randn"), {}),
+    ("style_transfer", "record", _transfer(record=False), {}),
+    ("style_transfer", "record", _transfer(returns=lambda x, x0, losses: (x, losses[-1:])), {}),
+    ("style_transfer", "targets_from_x", _transfer(content_from="x", style_from="x"), {}),
+    ("style_transfer", "swapped_images",
+     _transfer(content_from="painting", style_from="photo"), {}),
+    ("style_transfer", "content_from_painting", _transfer(content_from="painting"), {}),
+    ("style_transfer", "style_from_photo", _transfer(style_from="photo"), {}),
+    ("style_transfer", "weights", _transfer(weight=1.0), {}),
+    ("style_transfer", "alpha_beta", _transfer(swap=True), {}),
+    ("style_transfer", "per_position", _transfer(per_position=True), {}),
+    ("style_transfer", "formula", _transfer(content_layer="conv5_2"), None),  # quotes its numbers
+    ("style_transfer", "budget", _transfer(max_iter=lambda steps: 1), None),
+    ("style_transfer", "unchanged", _transfer(returns=lambda x, x0, losses: (x0, losses)), {}),
+    ("style_transfer", "not_clamped", _transfer(clamp=False), {}),
+    ("style_transfer", "no_progress", _transfer(lr=1e-4), {}),
+
     ("luminance", "one_channel", lambda im: _y(im), {}),
     ("luminance", "mean", lambda im: im.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1), {}),
     ("luminance", "bgr", _luma((0.114, 0.587, 0.299)), {}),
@@ -425,8 +521,13 @@ def test_each_usual_mistake_gets_its_own_hint(name, mistake, wrong, fields):
     verdict = exercises.check(name, wrong)
     assert not verdict and verdict.message.startswith("Not yet")
     first_line = verdict.message.splitlines()[0]  # "<call> = <value> ... <hint>"
-    expected = exercises.EXERCISES[name].mistakes[mistake].format(**fields)
-    assert first_line.endswith(" " + expected), first_line
+    template = exercises.EXERCISES[name].mistakes[mistake]
+    if fields is None:  # a hint that quotes the run's own numbers: any numbers
+        pattern = "".join(re.escape(text) + ("\\S+" if field is not None else "")
+                          for text, field, _, _ in string.Formatter().parse(template))
+        assert re.search(" " + pattern + "$", first_line), first_line
+        return
+    assert first_line.endswith(" " + template.format(**fields)), first_line
 
 
 def test_every_listed_mistake_has_a_wrong_implementation_above():
@@ -447,6 +548,28 @@ def test_no_two_style_mistakes_give_the_same_factor(case):
         assert not any(exercises._near(a, b) for b in factors[i + 1:] + [1.0]), a
 
 
+def test_the_transfer_checks_mistakes_each_give_their_own_loss():
+    """At the check's white noise, each mistake that changes the first loss changes it by
+    more than the check's tolerance, and not to another mistake's value."""
+    original, _, photo, painting = exercises._transfer_problem()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = torch.rand(photo.shape)
+    guesses = exercises._loss_guesses(exercises._terms(original, start, photo, painting),
+                                      **exercises._TRANSFER_WEIGHTS)
+    values = list(guesses.values())
+    for i, a in enumerate(values):
+        assert all(abs(a - b) > 1e-2 * abs(a) for b in values[i + 1:]), guesses
+
+
+def test_the_transfer_check_leaves_the_callers_random_numbers_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    assert exercises.check("style_transfer", SOLVED["style_transfer"])
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
 def test_the_loop_check_leaves_the_shared_network_alone():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -464,6 +587,9 @@ CORRECT = {  # written differently from the library, each passes
     "style_layer_loss":
         lambda f, a: ((nst.gram_matrix(f) - a) ** 2).sum() / 4 / _nm(f)[0] ** 2 / _nm(f)[1] ** 2,
     "total_loss": lambda content, style, **w: w["beta"] * style + w["alpha"] * content,
+    "style_loss": lambda f, a, w: torch.stack([w[n] * nst.style_layer_loss(f[n], a[n])
+                                               for n in sorted(w)]).sum(),
+    "style_transfer": _transfer(),
     "luminance": lambda im: torch.einsum("c,bchw->bhw", im.new_tensor([0.299, 0.587, 0.114]),
                                          im).unsqueeze(1).repeat(1, 3, 1, 1),
     "combine_luminance": lambda grey, photo: nst.color.yiq_to_rgb(torch.cat(
