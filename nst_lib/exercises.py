@@ -17,12 +17,14 @@ The exercises, in the order the paper builds the method:
 - 02: ``content_loss(F, P)``, eq. 1; ``optimise(model, targets, start, steps)``, the loop
   that changes the image with L-BFGS;
 - 03: ``gram_matrix(F)``, eq. 3; ``style_layer_loss(F, A)``, eq. 4;
-- 04: ``total_loss(content, style, alpha=, beta=)``, eq. 7; and two optional ones from
-  Gatys et al. 2017, *Controlling Perceptual Factors in Neural Style Transfer*:
+- 04: ``style_loss(features, target_grams, weights)``, eq. 5; ``total_loss(content,
+  style, alpha=, beta=)``, eq. 7; ``style_transfer(model, photo, painting, alpha, beta,
+  steps)``, the whole method as the paper runs it (CVPR Fig. 2: targets once, white noise,
+  one scale, L-BFGS); and two optional ones from Gatys et al. 2017, *Controlling Perceptual Factors in Neural Style Transfer*:
   ``luminance(image)`` and ``combine_luminance(grey, photo)`` (luminance-only transfer),
   ``masked_gram(F, mask)`` (two styles in two regions, :func:`two_styles`).
 
-The checks run on small tensors (the loop on a 16 x 16 image and an untrained VGG19): no
+The checks run on small tensors (the loops on a 16 x 16 image and an untrained VGG19): no
 real weights are needed. The solutions are in ``notebooks/solutions/``, not in this module.
 """
 
