@@ -8,7 +8,8 @@ The grid of style layer sets by alpha/beta is the preprint's Fig. 3 (arXiv:1508.
 Each table is an entry of :data:`EXPERIMENTS`: a table of runs, ``{title: changes}``, where
 ``changes`` names the images (``content``, default :data:`PHOTO`, and ``style``: files in
 ``data/``, a tuple for several styles), alpha/beta (``ratio``), optionally ``color`` (a
-method of :func:`nst_lib.color.transfer_preserving_color`), ``calibration`` (the images to
+method of :func:`nst_lib.color.transfer_preserving_color`), ``grey`` (transfer between the
+two images' luminance, :func:`nst_lib.color.luminance_only`), ``calibration`` (the images to
 normalise the network on, :func:`calibrated_weights`) or ``defaults`` (start from the
 library's defaults, :attr:`Budget.defaults`, instead of :attr:`Budget.config`), and any
 :class:`~nst_lib.Config` fields that differ. :func:`results` runs them through the disk
@@ -49,7 +50,7 @@ from matplotlib.figure import Figure
 from . import plot
 from .cache import cached_transfer, directory
 from .cache import key as cache_key
-from .color import transfer_preserving_color
+from .color import luminance_only, transfer_preserving_color
 from .config import POOLINGS, STYLE_LAYERS, Config, scale_levels, steps_per_scale
 from .files import atomic_write
 from .image import MIN_SIDE, example, load_image, resize, save_image, target_shape
@@ -345,8 +346,10 @@ def _nb4_ratios(s: Budget) -> dict[str, dict]:
 
 
 def _nb4_colours(s: Budget) -> dict[str, dict]:
+    # the transfer between the two grey images (grey: see run); notebook 4 puts the photo's
+    # colours back itself, with the student's combine_luminance
     return {"luminance only": NB4 | dict(size=s.transfer_size, steps=s.transfer_steps,
-                                         color="luminance")}
+                                         grey=True)}
 
 
 @dataclass(frozen=True)
@@ -424,7 +427,8 @@ def config_of(changes: Mapping, s: Budget | None = None) -> Config:
     s = s or budget()
     base = s.defaults if changes.get("defaults") else s.config
     fields_ = {k: v for k, v in changes.items() if k not in ("content", "style", "ratio",
-                                                             "color", "calibration", "defaults")}
+                                                             "color", "calibration", "defaults",
+                                                             "grey")}
     if "calibration" in changes:
         pooling = changes.get("pooling", base.pooling)
         fields_["weights"] = str(calibrated_weights(changes["calibration"], pooling))
@@ -444,6 +448,8 @@ def run(changes: Mapping, s: Budget | None = None, *, runner: Runner = cached_tr
     style = changes["style"]
     style = [picture(n) for n in style] if isinstance(style, tuple) else picture(style)
     config = config_of(changes, s)
+    if changes.get("grey"):  # between the luminance images (Gatys et al. 2017, Sec. 5.1)
+        content, style = luminance_only(resize(content, config.size), resize(style, config.size))
     if "color" in changes:
         return transfer_preserving_color(content, style, config, method=changes["color"],
                                          runner=runner, progress=progress, **kwargs)

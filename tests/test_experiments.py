@@ -156,6 +156,13 @@ def test_runs_with_defaults_take_the_librarys_settings():
     assert TINY.defaults.steps == 2 and full.defaults == nst.Config(size=full.size)
 
 
+def test_notebook_4s_colour_run_is_between_the_grey_images():
+    ((content, style, config),) = configs("nb4_colours").calls
+    assert content.shape[-1] == style.shape[-1] == TINY.transfer_size
+    assert torch.equal(content[:, 0], content[:, 1]) and torch.equal(style[:, 1], style[:, 2])
+    assert config == nst.Config(size=TINY.transfer_size, steps=TINY.transfer_steps)
+
+
 def test_calibration_runs_differ_only_in_the_weights(monkeypatch, tmp_path):
     asked = []
 
