@@ -38,6 +38,7 @@ import functools
 import json
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ from matplotlib.figure import Figure
 
 from . import plot
 from .cache import cached_transfer, directory
+from .cache import folders as cache_folders
 from .cache import key as cache_key
 from .color import luminance_only, transfer_preserving_color
 from .config import POOLINGS, STYLE_LAYERS, Config, scale_levels, steps_per_scale
@@ -548,26 +550,34 @@ def stored(kind: str, content: torch.Tensor, style, config: Config,
     """``compute()`` through the result cache, under ``kind`` and the key of ``content``,
     ``style`` and ``config`` (:func:`nst_lib.cache.key`): for a computation that is not
     :func:`nst_lib.transfer` but is decided by these (``config`` must name everything that
-    changes its outcome). A complete result is stored; a stored one is read back."""
-    stem = directory() / f"{kind}-{cache_key(content, style, config)}"
-    png, meta = stem.with_suffix(".png"), stem.with_suffix(".json")
-    if png.is_file() and meta.is_file():
+    changes its outcome). A stored result is read back from any of the cache's folders
+    (:func:`nst_lib.cache.folders`: a shared read-only one too); a complete new one is
+    stored in :func:`nst_lib.cache.directory`, or returned with a warning if it cannot be."""
+    name = f"{kind}-{cache_key(content, style, config)}"
+    for folder in cache_folders():
+        png, meta = folder / f"{name}.png", folder / f"{name}.json"
+        if not (png.is_file() and meta.is_file()):
+            continue
         try:
             data = json.loads(meta.read_text())
             return Result(image=load_image(png), history=data["history"],
                           stop_reason=data["stop_reason"], seconds=data["seconds"],
                           config=config)
-        except (OSError, ValueError):  # damaged entry: compute again
-            pass
+        except (OSError, ValueError):  # damaged or unreadable entry: look further
+            continue
     result = compute()
     if result.stop_reason == Stop.INTERRUPTED:
         raise KeyboardInterrupt("interrupted; the runs that finished are kept in the cache")
     if Stop(result.stop_reason).complete:
-        png.parent.mkdir(parents=True, exist_ok=True)
-        save_image(result.image, png)
-        with atomic_write(meta, "w") as f:
-            json.dump({"history": result.history, "stop_reason": result.stop_reason,
-                       "seconds": result.seconds, "config": repr(config)}, f)
+        stem = directory() / name
+        try:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            save_image(result.image, stem.with_suffix(".png"))
+            with atomic_write(stem.with_suffix(".json"), "w") as f:
+                json.dump({"history": result.history, "stop_reason": result.stop_reason,
+                           "seconds": result.seconds, "config": repr(config)}, f)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"The result was not stored in {stem.parent}: {err}", stacklevel=2)
     return result
 
 

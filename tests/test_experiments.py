@@ -367,6 +367,13 @@ def test_stored_computes_once_and_reads_back(tmp_path, monkeypatch):
     assert again.history == first.history and again.seconds == 2.0
     experiments.stored("other", *args, compute)  # another kind, another entry
     assert len(calls) == 2
+    # a class's shared folder is read first; new results go to the user's own
+    own = tmp_path / "own"
+    monkeypatch.setattr(experiments, "cache_folders", lambda: [tmp_path / "results", own])
+    monkeypatch.setattr(experiments, "directory", lambda: own)
+    experiments.stored("thing", *args, compute)
+    experiments.stored("new", *args, compute)
+    assert len(calls) == 3 and [p.name.split("-")[0] for p in own.glob("*.json")] == ["new"]
 
 
 def test_the_package_does_not_import_experiments():
