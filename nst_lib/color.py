@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from .config import Config, split_settings
-from .image import as_list, image_from, resize
+from .image import as_list, image_from, match_color, resize
 from .optimize import ImageLike, Result, transfer
 
 # NTSC RGB -> YIQ (FCC 1953 coefficients); Y is the luminance, I and Q the colour.
@@ -87,50 +87,6 @@ def combine_luminance(grey: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
     yiq = rgb_to_yiq(color)
     yiq = torch.cat([grey.mean(dim=1, keepdim=True), yiq[:, 1:]], dim=1)
     return yiq_to_rgb(yiq).clamp(0, 1)
-
-
-def _mean_cov(image: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    x = image.reshape(3, -1).double()  # (3, pixels)
-    mu = x.mean(dim=1, keepdim=True)
-    d = x - mu
-    return mu, d @ d.t() / d.shape[1] + eps * torch.eye(3, dtype=x.dtype)
-
-
-def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """Symmetric square root (or inverse square root) of a (3, 3) covariance, by eigenvalues."""
-    values, vectors = torch.linalg.eigh(cov)
-    values = values.clamp_min(1e-12) ** (-0.5 if inverse else 0.5)
-    return vectors @ torch.diag(values) @ vectors.t()
-
-
-def match_color(
-    source: torch.Tensor, target: torch.Tensor, *, method: str = "cholesky", eps: float = 1e-5
-) -> torch.Tensor:
-    """Linear colour transfer: ``source`` with ``target``'s mean colour and colour covariance.
-
-    Each pixel p (an RGB 3-vector) becomes A (p - mu_S) + mu_T with A Sigma_S A^T = Sigma_T
-    (2017 paper, Sec. 5.2), where mu and Sigma are the mean and (3, 3) covariance of the
-    pixels. Two choices of A:
-
-    - ``"cholesky"``: A = L_T L_S^-1, with Sigma = L L^T the Cholesky factorisations;
-    - ``"eigen"``: A = Sigma_T^1/2 Sigma_S^-1/2, symmetric square roots by eigenvalues
-      (the "Image Analogies" variant; the paper found both give similar results).
-
-    ``eps`` is added to both covariances' diagonals, so a grey source (covariance of rank 1)
-    still works. (1, 3, H, W) in, (1, 3, H, W) out, not clamped: a few pixels may leave
-    [0, 1]; clamp before showing or transferring.
-    """
-    mu_s, cov_s = _mean_cov(source, eps)
-    mu_t, cov_t = _mean_cov(target, eps)
-    if method == "cholesky":
-        a = torch.linalg.cholesky(cov_t) @ torch.linalg.inv(torch.linalg.cholesky(cov_s))
-    elif method == "eigen":
-        a = _sqrtm(cov_t) @ _sqrtm(cov_s, inverse=True)
-    else:
-        raise ValueError(f"method must be 'cholesky' or 'eigen', got {method!r}.")
-    x = source.reshape(3, -1).double()
-    out = a @ (x - mu_s) + mu_t
-    return out.reshape(source.shape).to(source.dtype)
 
 
 def transfer_preserving_color(

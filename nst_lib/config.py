@@ -24,7 +24,9 @@ CONTENT_LAYERS = ("conv4_2",)  # CVPR 2016, Fig. 3
 
 
 POOLINGS = ("avg", "max")  # average pooling (the paper) or max pooling (VGG as trained)
-INITS = ("noise", "content", "style")  # the start image: white noise (the paper) or an input
+# the start image: white noise (the paper), an input, or the content image in the style
+# images' palette (their mean colour and colour covariance: nst_lib.image.match_color)
+INITS = ("noise", "content", "style", "palette")
 # what VGG19's layers compute in ("auto": see nst_lib.vgg.resolve_precision)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 

@@ -334,6 +334,64 @@ def resize(
     return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
+def mean_cov(images, weights=None, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean colour (3, 1) and colour covariance (3, 3) of the pixels of ``images``.
+
+    One image (1, 3, H, W), or a list of them mixed with ``weights`` (equal by default):
+    the mixture's mean is sum_i w_i mu_i and its covariance sum_i w_i (Sigma_i + mu_i mu_i^T)
+    - mu mu^T, as if each image's pixels were drawn with probability w_i. ``eps`` is added to
+    the covariance's diagonal. In float64.
+    """
+    images = as_list(images)
+    weights = weights or [1.0 / len(images)] * len(images)
+    mu = second = 0
+    for w, image in zip(weights, images):
+        x = image.reshape(3, -1).double()  # (3, pixels)
+        mu = mu + w * x.mean(dim=1, keepdim=True)
+        second = second + w * (x @ x.t()) / x.shape[1]
+    return mu, second - mu @ mu.t() + eps * torch.eye(3, dtype=torch.float64)
+
+
+def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """Symmetric square root (or inverse square root) of a (3, 3) covariance, by eigenvalues."""
+    values, vectors = torch.linalg.eigh(cov)
+    values = values.clamp_min(1e-12) ** (-0.5 if inverse else 0.5)
+    return vectors @ torch.diag(values) @ vectors.t()
+
+
+def match_color(
+    source: torch.Tensor, target, *, method: str = "cholesky", eps: float = 1e-5,
+    weights=None,
+) -> torch.Tensor:
+    """Linear colour transfer: ``source`` with ``target``'s mean colour and colour covariance.
+
+    Each pixel p (an RGB 3-vector) becomes A (p - mu_S) + mu_T with A Sigma_S A^T = Sigma_T
+    (Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer", CVPR 2017,
+    Sec. 5.2), where mu and Sigma are the mean and (3, 3) covariance of the pixels. Two
+    choices of A:
+
+    - ``"cholesky"``: A = L_T L_S^-1, with Sigma = L L^T the Cholesky factorisations;
+    - ``"eigen"``: A = Sigma_T^1/2 Sigma_S^-1/2, symmetric square roots by eigenvalues
+      (the "Image Analogies" variant; the paper found both give similar results).
+
+    ``target`` may be a list of images, mixed with ``weights`` (:func:`mean_cov`).
+    ``eps`` is added to both covariances' diagonals, so a grey source (covariance of rank 1)
+    still works. (1, 3, H, W) in, (1, 3, H, W) out, not clamped: a few pixels may leave
+    [0, 1]; clamp before showing or transferring.
+    """
+    mu_s, cov_s = mean_cov(source, eps=eps)
+    mu_t, cov_t = mean_cov(target, weights, eps=eps)
+    if method == "cholesky":
+        a = torch.linalg.cholesky(cov_t) @ torch.linalg.inv(torch.linalg.cholesky(cov_s))
+    elif method == "eigen":
+        a = _sqrtm(cov_t) @ _sqrtm(cov_s, inverse=True)
+    else:
+        raise ValueError(f"method must be 'cholesky' or 'eigen', got {method!r}.")
+    x = source.reshape(3, -1).double()
+    out = a @ (x - mu_s) + mu_t
+    return out.reshape(source.shape).to(source.dtype)
+
+
 def load_image(
     path: str | os.PathLike, size: int | tuple[int, int] | None = None
 ) -> torch.Tensor:

@@ -256,14 +256,20 @@ def _scaled(image: torch.Tensor | None, factor: int) -> torch.Tensor | None:
 
 
 def _initial(config: Config, shape, content, styles, device) -> torch.Tensor:
-    """The first scale's start image: white noise in [0, 1] (seeded), or an input resized."""
+    """The first scale's start image: white noise in [0, 1] (seeded), an input resized, or
+    (``"palette"``) the content image in the style images' palette: their mean colour and
+    colour covariance given to the photo by :func:`~nst_lib.image.match_color`."""
     if config.init == "noise":
         g = torch.Generator().manual_seed(config.seed)
         return torch.rand(1, 3, *shape, generator=g).to(device)
-    source = content if config.init == "content" else (styles[0] if styles else None)
+    source = styles[0] if config.init == "style" and styles else content
     if source is None:
-        raise ValueError(f"init={config.init!r} needs a {config.init} image.")
-    return img.resize(source, shape).clone()
+        needed = "style" if config.init == "style" else "content"
+        raise ValueError(f"init={config.init!r} needs a {needed} image.")
+    start = img.resize(source, shape).clone()
+    if config.init == "palette" and styles:
+        start = img.match_color(start, styles, weights=config.style_blend).clamp(0, 1)
+    return start
 
 
 def _upsampled(x: torch.Tensor, shape, coarse: torch.Tensor | None,

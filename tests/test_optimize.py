@@ -292,3 +292,26 @@ def test_on_a_gpu_auto_precision_is_half_and_the_losses_get_float32(tiny):
         model, content, 1.0, 1.0)
     assert auto.total.dtype == torch.float32
     assert torch.allclose(auto.total, exact.total, rtol=0.05)
+
+
+def test_the_palette_start_is_the_photo_in_the_paintings_colours(random_model, tiny):
+    from nst_lib.image import mean_cov
+    from nst_lib.optimize import _initial
+    reddish, bluish = torch.tensor([1, .3, .3]).view(1, 3, 1, 1), torch.tensor([.3, .3, 1]).view(1, 3, 1, 1)
+    content, style = tiny[0] * reddish, tiny[1] * bluish
+    config = nst.Config(**{**FAST, "init": "palette"})
+    start = _initial(config, tuple(content.shape[-2:]), content, [style], "cpu")
+    # the painting's mean colour (clamping to [0, 1] moves it a little), the photo's layout
+    assert torch.allclose(mean_cov(start)[0], mean_cov(style)[0], atol=0.03)
+    assert not torch.allclose(mean_cov(start)[0], mean_cov(content)[0], atol=0.03)
+    assert torch.corrcoef(torch.stack([start.mean(1).flatten(),
+                                       content.mean(1).flatten()]))[0, 1] > 0.5
+
+
+def test_mean_cov_of_a_blend_is_that_of_the_pixels_pooled():
+    a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8) * 0.5
+    from nst_lib.image import mean_cov
+    mu, cov = mean_cov([a, b], [0.5, 0.5])
+    pooled = torch.cat([a, b], dim=-1)
+    mu_p, cov_p = mean_cov(pooled)
+    assert torch.allclose(mu, mu_p) and torch.allclose(cov, cov_p)
