@@ -13,7 +13,7 @@ On the bundled images (chelsea.png content, starry_night.jpg style) it measures:
   only up to ``--plain-up-to`` px): wall time (the median of ``--repeat`` runs, and their
   range; the plain loop runs once), the time estimate, evaluations, peak memory
   (RSS of a fresh process per run) next to :func:`nst_lib.cost.estimate`, and the style
-  error, content error and palette of :mod:`measure`.
+  errors of :mod:`measure` (style, colour, content).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def main() -> None:
           f"nst_lib per evaluation: {o['per_eval'] * 1000:.0f} ms "
           f"= {o['per_eval'] / o['floor']:.2f} x floor")
     print(f"{'size':>5} {'run':>8} {'seconds':>8} {'range':>10} {'est. s':>7} {'evals':>6} {'peak MB':>8} "
-          f"{'est. MB':>8} {'style err':>10} {'content err':>12} {'palette':>8}")
+          f"{'est. MB':>8} {'style err':>10} {'colour err':>11} {'content err':>12}")
     for size in args.sizes:
         rows = {}
         for kind in ("nst_lib", "float32", "plain"):
@@ -153,7 +153,7 @@ def main() -> None:
             spread = f"{runs[0]['seconds']:.1f}-{runs[-1]['seconds']:.1f}" if len(runs) > 1 else ""
             print(f"{size:>5} {kind:>8} {r['seconds']:>8.1f} {spread:>10} {r['estimate_s']:>7.0f} "
                   f"{r['evals']:>6} {r['peak_mb']:>8.0f} {r['estimate_mb']:>8.0f} "
-                  f"{r['style_err']:>10.3f} {r['content_err']:>12.3f} {r['palette']:>8.3f}",
+                  f"{r['style_err']:>10.3f} {r['colour_err']:>11.3f} {r['content_err']:>12.3f}",
                   flush=True)
         for other in ("float32", "plain"):
             if other in rows:

@@ -6,7 +6,7 @@ Each ``--variant`` is a list of Config overrides (``key=value``, separated by ";
 the defaults). For every pair the variants run one after the other in this process, the
 order turned round for each pair so that a machine getting busier or quieter affects them
 alike; it prints each run and then, per variant, the mean wall time, evaluations, style
-error, content error and palette (:mod:`measure`).
+error, colour error and content error (:mod:`measure`).
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def main() -> None:
                            f"{variants.index(variant)}.png")
             print(f"{photo:>12} {painting:>20} {variant or 'defaults':>28} {r['seconds']:6.1f} s "
                   f"{r['evals']:4} evals  style {r['style_err']:.3f}  content "
-                  f"{r['content_err']:.3f}  palette {r['palette']:.3f}", flush=True)
+                  f"{r['content_err']:.3f}  colour {r['colour_err']:.3f}", flush=True)
     print("mean:")
     for variant, rs in rows.items():
         m = {k: statistics.mean(r[k] for r in rs) for k in rs[0]}
         print(f"{variant or 'defaults':>34} {m['seconds']:6.1f} s {m['evals']:6.0f} evals  "
               f"style {m['style_err']:.3f}  content {m['content_err']:.3f}  "
-              f"palette {m['palette']:.3f}")
+              f"colour {m['colour_err']:.3f}")
 
 
 if __name__ == "__main__":

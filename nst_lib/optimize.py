@@ -5,15 +5,17 @@ features P^l, the style image's Gram matrices A^l) are computed once per run and
 The loop reports every loss evaluation to a callback and draws nothing itself.
 
 Departures from the paper, each a :class:`~nst_lib.config.Config` field you can set back:
-- ``init="content"`` by default (the paper starts from white noise, ``init="noise"``): the
-  paper's Fig. 6 shows the start changes little; starting from the photo converges faster.
+- ``init="palette"`` by default (the paper starts from white noise, ``init="noise"``): the
+  photo with the painting's mean colour and colour covariance (:func:`_initial`). The
+  paper's Fig. 6 shows the start changes little after its long runs; in a few hundred
+  evaluations a start from the photo keeps the photo's palette, and one from noise keeps
+  the noise's grain, where this start lets the style loss spend them on the strokes.
 - ``scales=3`` (coarse-to-fine: optimise at 1/4 and 1/2 size first, upsample, refine) is a
   speed lever the paper does not use: the coarse scales cost 1/16 and 1/4 of a full-size
-  evaluation and lay out the large brush strokes, so few full-size evaluations are needed:
-  ``steps=(100, 40, 15)`` spends most evaluations where they are cheap. Going up a scale
-  keeps the photo's fine detail, which the coarser image could not hold: the start of the
-  finer scale is the content image at that scale plus the upsampled change the coarser
-  scale made to it (:func:`_upsampled`). ``scales=1`` is the paper's single-scale optimisation.
+  evaluation and lay out the large brush strokes, so fewer full-size evaluations are
+  needed. Going up a scale puts back half of the photo's fine detail, which the coarser
+  image could not hold (:func:`_upsampled`). ``scales=1`` is the paper's single-scale
+  optimisation.
 - ``per_position=True``: alpha/beta is read per position of the content layer
   (:meth:`Targets.losses`), so that it means the same at every image size.
 - ``precision="auto"``: VGG19 computes in bfloat16 where the hardware has it; the losses
@@ -290,7 +292,9 @@ def _upsampled(x: torch.Tensor, shape, coarse: torch.Tensor | None,
     return (up(x) + DETAIL * (fine - up(coarse))).clamp(0, 1)
 
 
-DETAIL = 1.0  # how much of the photo's fine detail a finer scale starts with (benchmarks/)
+# how much of the photo's fine detail a finer scale starts with: 1 keeps the photo's
+# textures over the painting's, 0 leaves the finer scale a blurred start (README, Speed)
+DETAIL = 0.5
 
 
 class _Stopped(Exception):

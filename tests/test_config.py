@@ -153,7 +153,7 @@ REFUSED = [  # one row per rule: the settings, then the message; its first setti
     (dict(steps=(50, 20), scales=3), "steps gives 2 numbers for 3 scales; give one per scale, "
                                      "coarsest first."),
     (dict(scales=0), "scales must be at least 1, got 0 (a whole number)."),
-    (dict(init="zeros"), "init must be one of noise, content, style, got 'zeros'."),
+    (dict(init="zeros"), "init must be one of noise, content, style, palette, got 'zeros'."),
     (dict(tol=-0.1), "tol must be >= 0, got -0.1."),
     (dict(time_limit=-1.0), "time_limit must be >= 0 seconds, got -1.0."),
     # the network

@@ -161,7 +161,8 @@ def test_a_run_stopped_at_a_coarse_scale_returns_the_full_size(random_model, tin
                            torch.full((96, 128), 0.5)])[None]  # smooth: scales well
     with pytest.warns(UserWarning, match="at evaluation 2; stopped"):
         r = nst.transfer(content, tiny[1], model=random_model, progress=False,
-                         **{**FAST, "scales": 2, "steps": 4, "optimizer": "adam", "lr": 1e30})
+                         **{**FAST, "scales": 2, "steps": 4, "optimizer": "adam", "lr": 1e30,
+                            "init": "content"})
     assert r.stop_reason == "diverged" and [h["scale"] for h in r.history] == [0]  # 48x64
     assert r.image.shape == content.shape
     assert (r.image - content).abs().max() < 0.02  # the start image, scaled back up
@@ -229,7 +230,7 @@ def test_tensors_passed_by_mistake_are_converted_or_refused_by_name(random_model
     with pytest.raises(nst.ImageError, match="^The style image has values from -"):
         nst.transfer(content, torch.randn(1, 3, 40, 40), **settings)
     # a tensor is not a setting: Config fields are plain values (a Config is a cache key)
-    with pytest.raises(ValueError, match=r"^init must be one of noise, content, style, got "):
+    with pytest.raises(ValueError, match=r"^init must be one of noise, content, style, palette, got "):
         nst.transfer(content, style, **{**settings, "init": torch.rand(1, 3, 32, 48)})
 
 

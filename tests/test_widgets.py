@@ -334,7 +334,7 @@ def test_every_run_joins_the_gallery_also_a_stopped_one(explorer):
     assert [e.result.stop_reason for e in explorer.gallery] == ["steps", "steps", "stopped"]
     assert explorer.gallery[-1].result is stopped is explorer.result
     first = explorer.gallery[0].settings
-    assert first["α/β"] == "5e-4" and first["start"] == "noise" and first["seed"] == "1"
+    assert first["α/β"] == "2e-4" and first["start"] == "noise" and first["seed"] == "1"
     assert first["size"] == "48x32 px" and first["steps"] == "6 (1 scale)"
     assert first["content"] == "conv4_2" and first["style"].startswith("conv1_1, conv2_1")
     assert explorer.gallery[1].settings["start"] == "content"
