@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true",
                         help="also run the paper's recipe (single scale from noise, 1000 evals)")
     parser.add_argument("--tag", default="", help="suffix of the contact sheet's file name")
+    parser.add_argument("--save", metavar="DIR", help="also save every result as a PNG in DIR")
     args = parser.parse_args()
     settings = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     kinds = {"defaults": settings} | ({"paper": {**settings, **PAPER_RECIPE}} if args.reference else {})
@@ -90,6 +91,9 @@ def main() -> None:
                 for painting in args.paintings:
                     image, r = run(photo, painting, size, kind_settings, model)
                     row.append(image)
+                    if args.save:
+                        nst.save_image(image, Path(args.save) / f"{kind}_{size}_{Path(photo).stem}"
+                                       f"_{Path(painting).stem}.png")
                     runs.setdefault(painting, []).append(r)
                     print(_row(size, kind, painting, photo, r, r["evals"]), flush=True)
                 sheet.append(row)

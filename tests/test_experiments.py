@@ -334,10 +334,7 @@ def code_cells(notebook):
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
 
 
-@pytest.mark.parametrize("number", [
-    pytest.param(4, marks=pytest.mark.xfail(
-        reason="notebook 4's slow cells are to call experiments.results/two_styles", strict=False)),
-    5, 6])
+@pytest.mark.parametrize("number", [4, 5, 6])
 def test_precompute_covers_the_slow_cells_of_notebooks_4_to_6(number, monkeypatch):
     (path,) = NOTEBOOKS.glob(f"0{number}_*.ipynb")
     cells = code_cells(path)
