@@ -85,7 +85,9 @@ class Config:
     # full-size evaluation (benchmarks/)
     steps: int | tuple[int, ...] = (100, 60, 30)
     # one of INITS: "noise" (paper), "content", "style" or "palette" (the photo in the
-    # painting's colours: the style loss then has the strokes to paint, not the palette)
+    # painting's colours: the style loss then has the strokes to paint, not the palette).
+    # The start's colours stay where little style is asked for (alpha/beta near 1e-1): to
+    # see the photo come back as the paper's Fig. 4 does, start from "content" or "noise"
     init: str = "palette"
     seed: int = 0
     scales: int = 3  # coarse-to-fine levels, each half the next; coarsest >= 64 px (not in paper)

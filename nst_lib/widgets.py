@@ -352,9 +352,12 @@ class Explorer(_RunPanel):
         """The preset and the controls of the method: alpha/beta, layers, start, steps."""
         self.preset = w.ToggleButtons(options=list(PRESETS), value=None, description="preset",
                                       tooltips=["the paper's recipe: from white noise, one "
-                                                "scale, 1000 evaluations",
-                                                "the library's defaults: from the photo, "
-                                                "coarse to fine, 170 evaluations"],
+                                                f"scale, {PRESETS['paper'].steps} evaluations "
+                                                "(their number is the library's choice)",
+                                                "the library's defaults: from the photo in "
+                                                "the painting's palette, coarse to fine, "
+                                                f"{steps_text(PRESETS['fast'].steps)} "
+                                                "evaluations per scale"],
                                       style={"button_width": "70px", **WIDE})
         ratio = min(max(start.ratio, 1e-6), 1e-1)
         self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
