@@ -26,9 +26,9 @@ copy that folder to each machine of a room (or point ``NST_CACHE`` at one shared
 every notebook shows them at once. Only notebook 6's measurement of this machine's speed
 (``nst_lib.limits.measure_cost``) and the explorers' runs are not cached.
 
-alpha/beta is in the paper's units: the content term is eq. 1 per position of the content
-layer (``Config.per_position``, derived in notebook 5), and each run sets alpha = 1 and
-beta = 1 / ratio.
+alpha/beta is in the library's unit: the content term is eq. 1 per position of the content
+layer (``Config.per_position``, derived in notebook 5; the paper's eq. 1 is a sum, M_l
+times larger), and each run sets alpha = 1 and beta = 1 / ratio.
 """
 
 from __future__ import annotations
