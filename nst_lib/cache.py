@@ -137,7 +137,17 @@ def lookup(content: ImageLike | None, style, config: Config | None = None,
     """The stored result of these settings, or None if there is none (looked for in each
     of :func:`folders`)."""
     config, _ = split_settings(config, overrides)
-    name = key(content, style, config)
+    return read(key(content, style, config), config)
+
+
+def store(result: Result, content: ImageLike | None, style, config: Config) -> Path | None:
+    """Write ``result`` to the cache under the key of its inputs (:func:`write`)."""
+    return write(key(content, style, config), result, config)
+
+
+def read(name: str, config: Config) -> Result | None:
+    """The entry ``name`` (its image and the JSON beside it) from the first of
+    :func:`folders` that holds it whole and readable, or None."""
     for folder in folders():
         png, meta = folder / f"{name}.png", folder / f"{name}.json"
         if not (png.is_file() and meta.is_file()):
@@ -152,14 +162,14 @@ def lookup(content: ImageLike | None, style, config: Config | None = None,
     return None
 
 
-def store(result: Result, content: ImageLike | None, style, config: Config) -> Path | None:
-    """Write ``result`` to the cache (image first, then the JSON that marks it complete),
-    in :func:`directory`. A result that cannot be written (the disk filled up) is not
-    stored: a warning says why, and None is returned."""
+def write(name: str, result: Result, config: Config) -> Path | None:
+    """Write ``result`` as the entry ``name`` (image first, then the JSON that marks it
+    complete), in :func:`directory`. A result that cannot be written (the disk filled up)
+    is not stored: a warning says why, and None is returned."""
     folder, writable = _destination()
     if not writable:  # the warning says why
         return None
-    stem = folder / key(content, style, config)
+    stem = folder / name
     data = {"history": result.history, "stop_reason": result.stop_reason,
             "seconds": result.seconds, "config": repr(config)}
     try:
@@ -169,7 +179,7 @@ def store(result: Result, content: ImageLike | None, style, config: Config) -> P
     except (OSError, ImageError) as err:  # save_image's ImageError says why in words
         why = err if isinstance(err, ImageError) else write_problem(stem.parent, err,
                                                                     "set NST_CACHE to")
-        warnings.warn(f"The result was not stored: {why}", stacklevel=2)
+        warnings.warn(f"The result was not stored: {why}", stacklevel=3)
         return None
     return stem.with_suffix(".json")
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import time
 import warnings
@@ -50,12 +49,12 @@ from matplotlib.figure import Figure
 
 from . import plot
 from .cache import cached_transfer, directory
-from .cache import folders as cache_folders
 from .cache import key as cache_key
+from .cache import read as cache_read
+from .cache import write as cache_write
 from .color import luminance_only, transfer_preserving_color
 from .config import POOLINGS, STYLE_LAYERS, Config, scale_levels, steps_per_scale
-from .files import atomic_write
-from .image import MIN_SIDE, example, load_image, resize, save_image, target_shape
+from .image import MIN_SIDE, example, load_image, resize, target_shape
 from .layers import block
 from .normalize import mean_responses
 from .optimize import Result, Stop, Targets
@@ -554,30 +553,14 @@ def stored(kind: str, content: torch.Tensor, style, config: Config,
     (:func:`nst_lib.cache.folders`: a shared read-only one too); a complete new one is
     stored in :func:`nst_lib.cache.directory`, or returned with a warning if it cannot be."""
     name = f"{kind}-{cache_key(content, style, config)}"
-    for folder in cache_folders():
-        png, meta = folder / f"{name}.png", folder / f"{name}.json"
-        if not (png.is_file() and meta.is_file()):
-            continue
-        try:
-            data = json.loads(meta.read_text())
-            return Result(image=load_image(png), history=data["history"],
-                          stop_reason=data["stop_reason"], seconds=data["seconds"],
-                          config=config)
-        except (OSError, ValueError):  # damaged or unreadable entry: look further
-            continue
+    result = cache_read(name, config)
+    if result is not None:
+        return result
     result = compute()
     if result.stop_reason == Stop.INTERRUPTED:
         raise KeyboardInterrupt("interrupted; the runs that finished are kept in the cache")
     if Stop(result.stop_reason).complete:
-        stem = directory() / name
-        try:
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            save_image(result.image, stem.with_suffix(".png"))
-            with atomic_write(stem.with_suffix(".json"), "w") as f:
-                json.dump({"history": result.history, "stop_reason": result.stop_reason,
-                           "seconds": result.seconds, "config": repr(config)}, f)
-        except (OSError, ValueError) as err:
-            warnings.warn(f"The result was not stored in {stem.parent}: {err}", stacklevel=2)
+        cache_write(name, result, config)
     return result
 
 

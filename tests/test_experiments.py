@@ -366,8 +366,9 @@ def test_stored_computes_once_and_reads_back(tmp_path, monkeypatch):
     assert len(calls) == 2
     # a class's shared folder is read first; new results go to the user's own
     own = tmp_path / "own"
-    monkeypatch.setattr(experiments, "cache_folders", lambda: [tmp_path / "results", own])
-    monkeypatch.setattr(experiments, "directory", lambda: own)
+    monkeypatch.setattr(nst.cache, "folders", lambda: [tmp_path / "results", own])
+    monkeypatch.setattr(nst.cache, "_destination", lambda: (own, True))
+    own.mkdir()
     experiments.stored("thing", *args, compute)
     experiments.stored("new", *args, compute)
     assert len(calls) == 3 and [p.name.split("-")[0] for p in own.glob("*.json")] == ["new"]
