@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test weights lab benchmark clean browser-deps test-browser
+.PHONY: demo test weights lab present benchmark clean browser-deps test-browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-browser: weights
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# the explorer alone, as a page without code (Voila), for a projector: http://localhost:8866
+present: weights
+	$(BIN)/voila notebooks/present.ipynb --port=8866
 
 benchmark: weights
 	$(BIN)/python benchmarks/benchmark.py

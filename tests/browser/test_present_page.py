@@ -1,0 +1,271 @@
+"""The presentation page (`make present`): notebooks/present.ipynb served by Voila.
+
+Voila runs on 127.0.0.1 on a free port with a random token and NST_QUICK=1, in a temporary
+folder that holds a copy of the notebook (the kernel's working folder: nothing is written
+into notebooks/), with its own runtime, config, data and IPython folders. Headless Chromium
+(Debian's, as for the JupyterLab test; see conftest.py) opens the page at a projector's
+size, 1280 x 800: the explorer is there with Run and the result on the first screen, no
+code is, nothing failed. Run makes a run (quick mode: 48 px, 4 evaluations) and the result
+and the gallery change. Screenshots (the page as the room sees it) and Voila's log go to
+test-artifacts/browser/ (present_*).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "present.ipynb"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+PROJECTOR = {"width": 1280, "height": 800}
+
+# timeouts: generous, the machine may be shared and slow
+SERVER_START_S = 180
+OPEN_MS = 240_000  # the page is sent once the notebook has run (kernel start, VGG19 load)
+RUN_MS = 90_000
+UI_MS = 30_000
+
+# what would show code: a code cell's input area, prompts, an editor, highlighted source
+# (a Markdown cell's text sits in an input area of its own: that one is the title)
+CODE = (".jp-CodeCell .jp-Cell-inputWrapper, .jp-CodeCell .jp-InputArea, .jp-InputPrompt, "
+        ".jp-OutputPrompt, .jp-CodeMirrorEditor, .cm-editor, .CodeMirror, .jp-CodeCell "
+        ".highlight")
+ERRORS = ('[data-mime-type="application/vnd.jupyter.stderr"], '
+          '[data-mime-type="application/vnd.jupyter.error"]')
+
+# JavaScript over the explorer's DOM (ipywidgets 8), found by the labels, as in
+# test_notebook_ui.py; here the page has no notebook around it.
+JS_FIND = r"""
+const explorer = () => {
+  const label = [...document.querySelectorAll('.widget-label')]
+    .find(e => e.textContent.trim() === 'α/β');
+  let node = label;
+  while (node && !(node.classList.contains('widget-vbox') &&
+                   node.parentElement.closest('.widget-vbox') === null)) {
+    node = node.parentElement;
+  }
+  return node;
+};
+const resultImage = () => [...explorer().querySelectorAll('.widget-html')]
+  .find(e => e.textContent.trim() === 'result').parentElement.querySelector('img');
+const runButton = () => [...explorer().querySelectorAll('button')]
+  .find(b => b.textContent.trim() === 'Run');
+const statusLine = () => [...explorer().querySelectorAll('.widget-html')]
+  .map(e => e.textContent.trim())
+  .find(t => /^(Press Run|Running|step |steps|stopped|converged|time|diverged|Error)/.test(t));
+const galleryRuns = () => explorer().querySelectorAll(".widget-html img[src^='data:image/png']")
+  .length;
+"""
+
+
+def _js(body: str) -> str:
+    return f"(arg) => {{ {JS_FIND} {body} }}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (Linux /proc): the kernels run in sessions of their own."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class VoilaServer:
+    """``voila present.ipynb`` on a free local port with a token, as `make present` runs it."""
+
+    def __init__(self, root: Path, home: Path):
+        self.port = _free_port()
+        self.token = secrets.token_hex(24)
+        self.url = f"http://127.0.0.1:{self.port}/?token={self.token}"
+        self.log_path = home / "voila.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
+        env.pop("MPLBACKEND", None)
+        env.update(
+            NST_QUICK="1",
+            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+            JUPYTER_CONFIG_DIR=str(home / "config"),
+            JUPYTER_DATA_DIR=str(home / "data"),
+            IPYTHONDIR=str(home / "ipython"),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "voila", NOTEBOOK.name, "--no-browser",
+             "--Voila.ip=127.0.0.1", f"--port={self.port}", "--Voila.port_retries=0",
+             f"--token={self.token}"],
+            cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group
+        )
+
+    def wait_ready(self, timeout: float = SERVER_START_S) -> None:
+        """Until the port accepts connections (asking for the page would run the notebook)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Voila exited with code {self.process.returncode}:\n"
+                                   + self.log_tail())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"Voila did not listen within {timeout:.0f} s:\n" + self.log_tail())
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """Voila's process group, then what is left below it (its kernels)."""
+        pids = _descendants(self.process.pid)
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    home = tmp_path_factory.mktemp("voila")
+    root = home / "notebooks"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    server = VoilaServer(root, home)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(server.log_path, ARTIFACTS / "present_voila.log")
+
+
+@pytest.fixture(scope="module")
+def page(browser_context, voila):
+    """The presentation page, open at a projector's size once the notebook has run."""
+    page = browser_context.new_page()
+    page.set_default_timeout(UI_MS)
+    page.set_viewport_size(PROJECTOR)
+    # the page asks a CDN for Font Awesome (the buttons' icons); the test machine may have
+    # no network, so those requests fail at once instead of waiting
+    page.route("https://cdn.jsdelivr.net/**", lambda route: route.abort())
+    try:
+        page.goto(voila.url, timeout=OPEN_MS, wait_until="commit")
+        try:
+            page.wait_for_function(_js("""
+              try {  // the widgets render piece by piece
+                return !!explorer() && !!runButton() &&
+                       resultImage().getBoundingClientRect().width > 0;
+              } catch (e) { return false; }"""), timeout=OPEN_MS, polling=500)
+        finally:
+            page.screenshot(path=ARTIFACTS / "present_01_page.png")
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request, page):
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=ARTIFACTS / f"failed-{request.node.name}.png", full_page=True)
+
+
+def _result(page) -> dict:
+    """The result picture (src, SHA-256, natural width, on screen), the status line, Run."""
+    return page.evaluate(_js("""
+      return (async () => {
+        const img = resultImage();
+        const bytes = await (await fetch(img.src)).arrayBuffer();
+        const hash = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+          .map(b => b.toString(16).padStart(2, '0')).join('');
+        return {src: img.src, hash, width: img.naturalWidth,
+                shown: img.getBoundingClientRect().width > 0, status: statusLine(),
+                runEnabled: !runButton().disabled, gallery: galleryRuns()};
+      })();"""))
+
+
+def test_the_page_shows_the_explorer_and_no_code(page):
+    body = page.locator("body").inner_text()
+    assert "Neural style transfer" in page.locator("h1").first.inner_text()
+    visible_code = [e.evaluate("e => e.className") for e in page.locator(CODE).all()
+                    if e.is_visible()]
+    assert not visible_code, visible_code
+    for source in ("import nst_lib", "nst.widgets.Explorer(", "quick_mode()", "make present"):
+        assert source not in body, source  # the code cell's text is not on the page
+    errors = [e.inner_text() for e in page.locator(ERRORS).all()]
+    assert not errors and "Traceback" not in body, errors
+    state = _result(page)
+    assert state["status"].startswith("Press Run") and state["runEnabled"], state
+    assert state["shown"] and state["gallery"] == 0, state
+    # on the projector's first screen: Run and the result, nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert page.evaluate(_js("""
+      const inside = e => { const r = e.getBoundingClientRect();
+        return r.width > 0 && r.left >= 0 && r.top >= 0 &&
+               r.right <= window.innerWidth && r.bottom <= window.innerHeight; };
+      return inside(runButton()) && inside(resultImage());"""))
+
+
+def test_run_changes_the_result_and_fills_the_gallery(page):
+    before = _result(page)
+    page.evaluate(_js("""
+      window.__nstRunDisabled = false;
+      new MutationObserver(() => { if (runButton().disabled) window.__nstRunDisabled = true; })
+        .observe(runButton(), {attributes: true, attributeFilter: ['disabled']});"""))
+    page.locator("button.jupyter-button", has_text=re.compile(r"^\s*Run\s*$")).click()
+    page.wait_for_function(_js("""
+      return window.__nstRunDisabled && !runButton().disabled &&
+             /^(steps|stopped|converged|time|diverged|Error)/.test(statusLine() || '');"""),
+        timeout=RUN_MS, polling=250)
+    after = _result(page)
+    page.screenshot(path=ARTIFACTS / "present_02_after_run.png")
+    gallery = page.locator(".widget-vbox", has=page.locator(".widget-html",
+                                                            has_text="gallery: every run")).last
+    gallery.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "present_03_gallery.png")
+    assert after["status"].startswith("steps"), after  # a complete run, no error
+    assert after["hash"] != before["hash"] and after["shown"], (before, after)
+    assert after["width"] == 48, after  # quick mode's size
+    assert after["gallery"] == 1 and after["runEnabled"], after
