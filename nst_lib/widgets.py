@@ -46,6 +46,9 @@ PRESETS = {"paper": Config(**PAPER_RECIPE), "fast": Config()}
 PRESET_FIELDS = ("content_layers", "style_layers", "init", "steps", "scales", "pooling")
 COLOURS = (("painting's", "off"), ("photo's: luminance", "luminance"),
            ("photo's: histogram", "histogram"))  # nst_lib.color.transfer_preserving_color
+# the α/β slider's values: 1, 2 and 5 in each decade from 1e-6 to 1e-1, and the paper's 8e-4
+# (CVPR Fig. 3, The Starry Night); a value elsewhere (from a Config) is added as it is
+RATIOS = tuple(sorted({m * 10.0**e for e in range(-6, -1) for m in (1, 2, 5)} | {8e-4, 1e-1}))
 STYLE_SIZES = (("same as size", 0), *((f"{n} px", n) for n in (64, 128, 256, 384, 512)))
 MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -359,9 +362,10 @@ class Explorer(_RunPanel):
                                                 f"{steps_text(PRESETS['fast'].steps)} "
                                                 "evaluations per scale"],
                                       style={"button_width": "70px", **WIDE})
-        ratio = min(max(start.ratio, 1e-6), 1e-1)
-        self.ratio = w.FloatLogSlider(value=ratio, base=10, min=-6, max=-1, step=0.25,
-                                      description="α/β", readout_format=".0e", style=WIDE)
+        ratio = min(max(start.ratio, RATIOS[0]), RATIOS[-1])
+        ratios = sorted(set(RATIOS) | {ratio})  # every value a step of its own, no rounding
+        self.ratio = w.SelectionSlider(options=[(ratio_text(r), r) for r in ratios],
+                                       value=ratio, description="α/β", style=WIDE)
         self.content_layer = w.Dropdown(options=CONV_LAYERS, value=start.content_layers[0],
                                         description="content layer", style=WIDE)
         self.style_layers = {name: w.Checkbox(value=name in start.style_layers,

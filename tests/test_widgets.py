@@ -71,9 +71,13 @@ def test_explorer_config_follows_the_controls(explorer):
     assert config.weights == "random"  # what the controls do not set comes from `config`
 
 
-def test_explorer_ratio_slider_is_logarithmic_in_paper_units(explorer):
-    assert explorer.ratio.min == -6 and explorer.ratio.max == -1  # 1e-6 ... 1e-1
-    assert explorer.ratio.value == pytest.approx(nst.Config().ratio)  # 1e-3
+def test_explorer_ratio_slider_holds_the_papers_values_and_the_default(explorer):
+    values = [v for _, v in explorer.ratio.options]
+    assert values[0] == pytest.approx(1e-6) and values[-1] == pytest.approx(1e-1)
+    for paper in (1e-4, 5e-4, 8e-4, 1e-3, 5e-3, 1e-2, 1e-1):  # CVPR Fig. 3 and 4
+        assert any(v == pytest.approx(paper) for v in values)
+    assert explorer.ratio.value == nst.Config().ratio  # the default itself, not rounded
+    assert explorer.ratio.label == "2e-4"
 
 
 def test_explorer_run_fills_progress_image_and_losses(explorer):
