@@ -34,7 +34,8 @@ browser-deps:
 		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
 
-# only the browser test: notebook 4 in JupyterLab, screenshots in test-artifacts/browser/
+# only the browser tests: notebook 4 in JupyterLab and the presentation page in Voila,
+# screenshots in test-artifacts/browser/
 test-browser: weights
 	$(BIN)/python -m pytest -m browser tests/browser
 
