@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from jupyter_servers import Server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -31,7 +27,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SERVER_START_S = 180  # JupyterLab's start on a busy two-core machine can take a minute
 
 # JupyterLab settings for the test server only: render every cell (no windowing, so the
 # whole notebook is in the DOM) and make no requests for news or updates.
@@ -43,65 +38,29 @@ LAB_SETTINGS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process ids below ``pid`` (Linux /proc; empty elsewhere). Kernels run in sessions
-    of their own, so killing the server's process group alone would not reach them."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Lab:
+class Lab(Server):
     """A running JupyterLab server."""
 
-    def __init__(self, root: Path, home: Path):
-        self.root = root
-        self.port = _free_port()
-        self.token = secrets.token_hex(24)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = home / "jupyterlab.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
-        env.pop("MPLBACKEND", None)  # as for a student: the notebook's %matplotlib inline
-        env.update(
-            NST_QUICK="1",
-            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-            JUPYTER_CONFIG_DIR=str(home / "config"),
-            JUPYTER_DATA_DIR=str(home / "data"),
-            IPYTHONDIR=str(home / "ipython"),
-            JUPYTER_PLATFORM_DIRS="1",
-            PYTHONUNBUFFERED="1",
-        )
+    name = "jupyterlab"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def prepare(self, home: Path) -> None:
         settings = home / "config" / "lab" / "user-settings"
         for name, values in LAB_SETTINGS.items():
             path = settings / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
-             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-             f"--ServerApp.root_dir={root}", "--ServerApp.terminals_enabled=False",
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
-            cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group
-        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "jupyterlab", "--no-browser",
+                "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+                "--ServerApp.terminals_enabled=False",
+                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])]
 
     def api(self, path: str, method: str = "GET"):
         request = urllib.request.Request(f"{self.url}/api/{path}", method=method,
@@ -110,47 +69,17 @@ class Lab:
             body = response.read()
         return json.loads(body) if body else None
 
-    def wait_ready(self, timeout: float = SERVER_START_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with code {self.process.returncode}:\n"
-                                   + self.log_tail())
-            try:
-                self.api("status")
-                return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        raise TimeoutError(f"JupyterLab did not answer within {timeout:.0f} s:\n"
-                           + self.log_tail())
+    def ready(self) -> bool:
+        try:
+            self.api("status")
+            return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
-    def log_tail(self, chars: int = 4000) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        """Shut the kernels down, then the server's process group; kill what is left."""
-        pids = _descendants(self.process.pid)
-        if self.process.poll() is None:
-            try:
-                for kernel in self.api("kernels"):
-                    self.api(f"kernels/{kernel['id']}", method="DELETE")
-            except Exception:  # the server may be stuck: the signals below still work
-                pass
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
-            except ProcessLookupError:
-                pass
-        for pid in pids:  # kernels (own sessions) that outlived the server
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.log.close()
+    def shutdown(self) -> None:
+        """Shut the kernels down."""
+        for kernel in self.api("kernels"):
+            self.api(f"kernels/{kernel['id']}", method="DELETE")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -12,18 +12,14 @@ test-artifacts/browser/ (present_*).
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from jupyter_servers import Server
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +29,6 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 PROJECTOR = {"width": 1280, "height": 800}
 
 # timeouts: generous, the machine may be shared and slow
-SERVER_START_S = 180
 OPEN_MS = 240_000  # the page is sent once the notebook has run (kernel start, VGG19 load)
 RUN_MS = 90_000
 UI_MS = 30_000
@@ -75,93 +70,27 @@ def _js(body: str) -> str:
     return f"(arg) => {{ {JS_FIND} {body} }}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process ids below ``pid`` (Linux /proc): the kernels run in sessions of their own."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class VoilaServer:
+class VoilaServer(Server):
     """``voila present.ipynb`` on a free local port with a token, as `make present` runs it."""
 
-    def __init__(self, root: Path, home: Path):
-        self.port = _free_port()
-        self.token = secrets.token_hex(24)
-        self.url = f"http://127.0.0.1:{self.port}/?token={self.token}"
-        self.log_path = home / "voila.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
-        env.pop("MPLBACKEND", None)
-        env.update(
-            NST_QUICK="1",
-            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-            JUPYTER_CONFIG_DIR=str(home / "config"),
-            JUPYTER_DATA_DIR=str(home / "data"),
-            IPYTHONDIR=str(home / "ipython"),
-            JUPYTER_PLATFORM_DIRS="1",
-            PYTHONUNBUFFERED="1",
-        )
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "voila", NOTEBOOK.name, "--no-browser",
-             "--Voila.ip=127.0.0.1", f"--port={self.port}", "--Voila.port_retries=0",
-             f"--token={self.token}"],
-            cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group
-        )
+    name = "voila"
 
-    def wait_ready(self, timeout: float = SERVER_START_S) -> None:
-        """Until the port accepts connections (asking for the page would run the notebook)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Voila exited with code {self.process.returncode}:\n"
-                                   + self.log_tail())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"Voila did not listen within {timeout:.0f} s:\n" + self.log_tail())
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/?token={self.token}"
 
-    def log_tail(self, chars: int = 4000) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "voila", NOTEBOOK.name, "--no-browser",
+                "--Voila.ip=127.0.0.1", f"--port={self.port}", "--Voila.port_retries=0",
+                f"--token={self.token}"]
 
-    def stop(self) -> None:
-        """Voila's process group, then what is left below it (its kernels)."""
-        pids = _descendants(self.process.pid)
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
-            except ProcessLookupError:
-                pass
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.log.close()
+    def ready(self) -> bool:
+        """The port accepts connections (asking for the page would run the notebook)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                return True
+        except OSError:
+            return False
 
 
 @pytest.fixture(scope="module")
