@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from explorer_dom import explorer_js
 
 pytestmark = pytest.mark.browser
 
@@ -40,42 +41,8 @@ KERNEL_IDLE = """() => {
       e => /\\S \\| Idle$/.test(e.textContent.trim()) && !e.textContent.includes('No Kernel'));
 }"""
 
-# JavaScript helpers over the explorer's DOM (ipywidgets 8). The explorer is the widget
-# that has an "α/β" slider; its parts are found by their labels.
-JS_FIND = r"""
-const explorer = () => {
-  const label = [...document.querySelectorAll('.jp-OutputArea .widget-label')]
-    .find(e => e.textContent.trim() === 'α/β');
-  let node = label;
-  while (node && !(node.classList.contains('widget-vbox') &&
-                   node.parentElement.closest('.widget-vbox') === null)) {
-    node = node.parentElement;
-  }
-  return node;
-};
-const resultImage = () => [...explorer().querySelectorAll('.widget-html')]
-  .find(e => e.textContent.trim() === 'result').parentElement.querySelector('img');
-const progressBar = () => explorer().querySelector('.widget-hprogress .progress-bar');
-const statusLine = () => [...explorer().querySelectorAll('.widget-html')]
-  .map(e => e.textContent.trim())
-  .find(t => /^(Press Run|Running|step |steps|stopped|converged|time|diverged|Error|Loaded|Saved|Not saved|Nothing)/.test(t));
-const costLine = () => [...explorer().querySelectorAll('.widget-html')]
-  .map(e => e.textContent.trim()).find(t => /^(This run will need|Cannot run)/.test(t));
-const compared = side => {  // the picture and the settings shown under menu A or B
-  const label = [...explorer().querySelectorAll('.widget-dropdown .widget-label')]
-    .find(e => e.textContent.trim() === side);
-  const box = label.closest('.widget-dropdown').parentElement;
-  const img = box.querySelector('img');
-  return {src: img.src, shown: img.getBoundingClientRect().width > 0,
-          settings: box.querySelector('.widget-html').innerText};
-};
-const runButton = () => [...explorer().querySelectorAll('button')]
-  .find(b => b.textContent.trim() === 'Run');
-"""
-
-
-def _js(body: str) -> str:
-    return f"(arg) => {{ {JS_FIND} {body} }}"
+# the explorer inside the notebook's outputs (tests/browser/explorer_dom.py)
+_js = explorer_js(".jp-OutputArea ")
 
 
 def _state(page) -> dict:

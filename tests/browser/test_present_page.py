@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from explorer_dom import explorer_js
 from jupyter_servers import Server
 
 pytestmark = pytest.mark.browser
@@ -41,33 +42,8 @@ CODE = (".jp-CodeCell .jp-Cell-inputWrapper, .jp-CodeCell .jp-InputArea, .jp-Inp
 ERRORS = ('[data-mime-type="application/vnd.jupyter.stderr"], '
           '[data-mime-type="application/vnd.jupyter.error"]')
 
-# JavaScript over the explorer's DOM (ipywidgets 8), found by the labels, as in
-# test_notebook_ui.py; here the page has no notebook around it.
-JS_FIND = r"""
-const explorer = () => {
-  const label = [...document.querySelectorAll('.widget-label')]
-    .find(e => e.textContent.trim() === 'α/β');
-  let node = label;
-  while (node && !(node.classList.contains('widget-vbox') &&
-                   node.parentElement.closest('.widget-vbox') === null)) {
-    node = node.parentElement;
-  }
-  return node;
-};
-const resultImage = () => [...explorer().querySelectorAll('.widget-html')]
-  .find(e => e.textContent.trim() === 'result').parentElement.querySelector('img');
-const runButton = () => [...explorer().querySelectorAll('button')]
-  .find(b => b.textContent.trim() === 'Run');
-const statusLine = () => [...explorer().querySelectorAll('.widget-html')]
-  .map(e => e.textContent.trim())
-  .find(t => /^(Press Run|Running|step |steps|stopped|converged|time|diverged|Error)/.test(t));
-const galleryRuns = () => explorer().querySelectorAll(".widget-html img[src^='data:image/png']")
-  .length;
-"""
-
-
-def _js(body: str) -> str:
-    return f"(arg) => {{ {JS_FIND} {body} }}"
+# the explorer anywhere on the page: it has no notebook around it (explorer_dom.py)
+_js = explorer_js()
 
 
 class VoilaServer(Server):
